@@ -1,0 +1,1 @@
+//! EC2 access: client construction, credentials, waiters and errors.

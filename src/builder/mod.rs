@@ -1,0 +1,1 @@
+//! The amazon-chroot builder: configuration, validation and the step pipeline.
