@@ -6,4 +6,8 @@
 //! offers [`api::Ui`], [`api::Hook`] to the builder; nothing here knows AWS.
 
 pub mod api;
+pub mod broker;
+pub mod msgpack;
+pub mod mux;
+pub mod rpc;
 pub mod spec;
