@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod cty;
 pub mod msgpack;
 pub mod mux;
 pub mod rpc;
