@@ -7,8 +7,11 @@
 
 pub mod api;
 pub mod broker;
+pub mod cli;
 pub mod cty;
+pub mod handshake;
 pub mod msgpack;
 pub mod mux;
 pub mod rpc;
+pub mod services;
 pub mod spec;
