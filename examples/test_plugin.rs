@@ -12,8 +12,8 @@ use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 
 use amazon_chroot::plugin::api::{
-    Artifact, BoxError, BoxRead, BoxWrite, Builder, Communicator, FileInfo, Hook, Map, PrepareArgs, PrepareErrors,
-    Prepared, RemoteCommand, Ui, Value,
+    Artifact, BoxError, BoxRead, BoxWrite, Builder, Communicator, FileInfo, Hook, Map, PrepareArgs,
+    PrepareErrors, Prepared, RemoteCommand, Ui, Value,
 };
 use amazon_chroot::plugin::spec::{CtyType, ObjectSpec, Spec};
 use async_trait::async_trait;
@@ -32,7 +32,14 @@ struct WireTestBuilder {
 }
 
 fn attr(name: &str, ty: CtyType) -> (String, Spec) {
-    (name.to_owned(), Spec::Attr { name: name.to_owned(), ty, required: false })
+    (
+        name.to_owned(),
+        Spec::Attr {
+            name: name.to_owned(),
+            ty,
+            required: false,
+        },
+    )
 }
 
 #[async_trait]
@@ -47,7 +54,12 @@ impl Builder for WireTestBuilder {
                 attr("tags", CtyType::Map(Box::new(CtyType::String))),
                 (
                     "disk".to_owned(),
-                    Spec::BlockList { type_name: "disk".to_owned(), nested: disk, min_items: 0, max_items: 0 },
+                    Spec::BlockList {
+                        type_name: "disk".to_owned(),
+                        nested: disk,
+                        min_items: 0,
+                        max_items: 0,
+                    },
                 ),
             ]
             .into_iter()
@@ -57,10 +69,16 @@ impl Builder for WireTestBuilder {
 
     async fn prepare(&self, args: PrepareArgs) -> Result<Prepared, PrepareErrors> {
         if args.config.get("greeting").and_then(Value::as_str) == Some("invalid") {
-            return Err(PrepareErrors(vec!["greeting must not be \"invalid\"".into(), "second problem".into()]));
+            return Err(PrepareErrors(vec![
+                "greeting must not be \"invalid\"".into(),
+                "second problem".into(),
+            ]));
         }
         *self.prepared.lock().unwrap() = Some(args);
-        Ok(Prepared { generated_vars: vec!["WireTestVar".into()], warnings: vec!["wiretest warning".into()] })
+        Ok(Prepared {
+            generated_vars: vec!["WireTestVar".into()],
+            warnings: vec!["wiretest warning".into()],
+        })
     }
 
     async fn run(
@@ -69,13 +87,25 @@ impl Builder for WireTestBuilder {
         hook: Arc<dyn Hook>,
         cancel: CancellationToken,
     ) -> Result<Option<Arc<dyn Artifact>>, BoxError> {
-        let args = self.prepared.lock().unwrap().clone().ok_or("Run before Prepare")?;
+        let args = self
+            .prepared
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or("Run before Prepare")?;
         ui.say("wiretest: starting").await;
         ui.message(&format!("wiretest: kind {:?}", args.kind)).await;
-        ui.message(&format!("wiretest: config {}", Value::Object(args.config.clone()))).await;
+        ui.message(&format!(
+            "wiretest: config {}",
+            Value::Object(args.config.clone())
+        ))
+        .await;
         ui.message(&format!(
             "wiretest: build_name={} builder_type={} debug={} on_error={:?}",
-            args.packer.build_name, args.packer.builder_type, args.packer.debug, args.packer.on_error
+            args.packer.build_name,
+            args.packer.builder_type,
+            args.packer.debug,
+            args.packer.on_error
         ))
         .await;
         ui.error("wiretest: an error line").await;
@@ -88,7 +118,9 @@ impl Builder for WireTestBuilder {
         data.insert("Host".into(), "".into());
         data.insert("Port".into(), 0.into());
         data.insert("WireTestVar".into(), "wiretest-value".into());
-        let comm = Arc::new(LocalCommunicator { cancel: cancel.clone() });
+        let comm = Arc::new(LocalCommunicator {
+            cancel: cancel.clone(),
+        });
         let provisioned = hook.run("packer_provision", data, comm).await;
         if cancel.is_cancelled() {
             ui.error("wiretest: cancelled").await;
@@ -136,7 +168,11 @@ impl Communicator for LocalCommunicator {
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(&cmd.command)
-            .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -164,7 +200,12 @@ impl Communicator for LocalCommunicator {
         .boxed())
     }
 
-    async fn upload(&self, path: &str, mut content: BoxRead, info: Option<FileInfo>) -> Result<(), BoxError> {
+    async fn upload(
+        &self,
+        path: &str,
+        mut content: BoxRead,
+        info: Option<FileInfo>,
+    ) -> Result<(), BoxError> {
         let path = PathBuf::from(path);
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await?;
@@ -174,7 +215,8 @@ impl Communicator for LocalCommunicator {
         file.flush().await?;
         if let Some(info) = info.filter(|i| i.mode & 0o777 != 0) {
             use std::os::unix::fs::PermissionsExt;
-            tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(info.mode & 0o777)).await?;
+            tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(info.mode & 0o777))
+                .await?;
         }
         Ok(())
     }
