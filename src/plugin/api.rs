@@ -108,9 +108,9 @@ impl std::fmt::Display for PrepareErrors {
         match self.0.as_slice() {
             [one] => write!(f, "1 error occurred:\n\t* {one}\n\n"),
             many => {
-                write!(f, "{} errors occurred:\n", many.len())?;
+                writeln!(f, "{} errors occurred:", many.len())?;
                 for e in many {
-                    write!(f, "\t* {e}\n")?;
+                    writeln!(f, "\t* {e}")?;
                 }
                 writeln!(f)
             }
