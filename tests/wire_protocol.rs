@@ -436,7 +436,7 @@ async fn packer_1_12_hcl2_build_with_protobuf_spec_provisioning_and_artifact() {
         let outcome = run_build(&plugin, HookScenario::Provision, dir.path(), false).await;
         let artifact_id = msgpack::as_u32(&outcome.result.unwrap()).unwrap();
         assert!(artifact_id > 0);
-        let seen = outcome.seen.lock().unwrap();
+        let seen = std::mem::take(&mut *outcome.seen.lock().unwrap());
         let events = &seen.events;
         assert_eq!(events[0], "Ui.Say: wiretest: starting");
         assert_eq!(events[1], "Ui.Message: wiretest: kind Hcl2");
@@ -469,7 +469,6 @@ async fn packer_1_12_hcl2_build_with_protobuf_spec_provisioning_and_artifact() {
             p.unknown_method,
             Some(ClientError::Server("rpc: can't find method Communicator.Nope".into()))
         );
-        drop(seen);
         let d = dir.path();
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(d.join("up/file.txt")).unwrap().permissions().mode();
