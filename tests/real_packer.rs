@@ -169,6 +169,50 @@ fn json_template_build_runs_shell_and_file_provisioners() {
 }
 
 #[test]
+fn large_files_and_output_cross_the_flow_control_windows() {
+    let p = Project::new();
+    let d = p.path().display();
+    // Several yamux windows (256 KiB) worth of data each way.
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(p.path().join("big.bin"), &big).unwrap();
+    // 3000 lines of ~130 bytes: more than one window of stdout. (Packer
+    // 1.6.6 itself needs ~1 ms per printed line, so not many more.)
+    let pad = "x".repeat(120);
+    p.write(
+        "t.json",
+        &format!(
+            r#"{{"builders": [{{"type": "wiretest"}}],
+  "provisioners": [
+    {{"type": "file", "source": "big.bin", "destination": "{d}/big-up.bin"}},
+    {{"type": "file", "direction": "download", "source": "{d}/big-up.bin", "destination": "{d}/big-down.bin"}},
+    {{"type": "shell", "remote_folder": "{d}", "inline": ["seq 1 3000 | sed 's/$/ {pad}/'"]}}
+  ]}}"#
+        ),
+    );
+    let (ok, out) = p.run(&["build", "t.json"]);
+    assert!(ok, "{out}");
+    assert!(
+        std::fs::read(p.path().join("big-up.bin")).unwrap() == big,
+        "upload corrupted"
+    );
+    assert!(
+        std::fs::read(p.path().join("big-down.bin")).unwrap() == big,
+        "download corrupted"
+    );
+    let lines = out.lines().filter(|l| l.ends_with(&pad)).count();
+    assert_eq!(lines, 3000, "stdout lines lost");
+    for n in [1, 1500, 3000] {
+        let want = format!("wiretest: {n} {pad}");
+        assert!(
+            out.lines().any(|l| l.ends_with(&want)),
+            "line {n} of stdout missing"
+        );
+    }
+}
+
+#[test]
 fn json_template_build_fails_on_a_failing_command() {
     let p = Project::new();
     let d = p.path().display();

@@ -131,6 +131,13 @@ struct Provisioned {
     downloaded: Vec<u8>,
     unknown_method: Option<ClientError>,
     upload_dir_reply: Option<Value>,
+    big_roundtrip: Vec<u8>,
+}
+
+fn big_payload() -> Vec<u8> {
+    (0..1_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -464,6 +471,7 @@ async fn packer_1_12_hcl2_build_with_protobuf_spec_provisioning_and_artifact() {
         assert_eq!(p.stdin_echo, b"piped input");
         assert_eq!(p.stdin_response, encode_command_finished(0));
         assert_eq!(p.downloaded, b"uploaded bytes");
+        assert!(p.big_roundtrip == big_payload(), "1.5 MB upload+download corrupted");
         assert_eq!(p.upload_dir_reply, Some(Value::Nil), "typed error reply must be nil (c0)");
         assert_eq!(
             p.unknown_method,
