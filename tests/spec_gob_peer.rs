@@ -27,7 +27,9 @@ fn gob_peer() -> &'static PathBuf {
             .arg("-o")
             .arg(&binary)
             .arg(&source)
+            // CI may run without HOME: give go its own writable places.
             .env("GOCACHE", &cache)
+            .env("GOPATH", PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gopath"))
             .env("GO111MODULE", "off")
             .status()
             .unwrap_or_else(|err| {
