@@ -705,3 +705,53 @@ mod tests {
         assert_eq!(GobFlavor::detect_from_parent(), GobFlavor::Module);
     }
 }
+
+#[cfg(test)]
+mod protocol_example {
+    //! The ConfigSpec example of PROTOCOL.md §6.3.2.
+
+    use super::*;
+
+    /// `foo` required string, `tags` map(string), block list `disk{size number}`.
+    fn example_spec() -> ObjectSpec {
+        let attr = |name: &str, ty: CtyType, required: bool| {
+            let spec = Spec::Attr {
+                name: name.to_owned(),
+                ty,
+                required,
+            };
+            (name.to_owned(), spec)
+        };
+        ObjectSpec(BTreeMap::from([
+            attr("foo", CtyType::String, true),
+            attr("tags", CtyType::Map(Box::new(CtyType::String)), false),
+            (
+                "disk".to_owned(),
+                Spec::BlockList {
+                    type_name: "disk".to_owned(),
+                    nested: ObjectSpec(BTreeMap::from([attr("size", CtyType::Number, false)])),
+                    min_items: 0,
+                    max_items: 0,
+                },
+            ),
+        ]))
+    }
+
+    #[test]
+    fn example_config_spec_has_the_documented_layout() {
+        let bytes = encode_object_spec(&example_spec(), GobFlavor::Module);
+        assert_eq!(bytes.len(), 942);
+        let value_start = [
+            0xfe, 0x02, 0xfa, 0xff, 0x82, 0x00, 0x03, 0x04, b'd', b'i', b's', b'k', 0x15,
+        ];
+        let at = bytes
+            .windows(value_start.len())
+            .position(|w| w == value_start)
+            .expect("value message of 762 bytes");
+        assert_eq!(
+            at + 3 + 762,
+            bytes.len(),
+            "the value message ends the stream"
+        );
+    }
+}
