@@ -92,6 +92,7 @@ impl GobFlavor {
 /// is never held in memory whole.
 fn stream_contains(mut reader: impl Read, needle: &[u8]) -> std::io::Result<bool> {
     const CHUNK: usize = 1 << 20;
+    let finder = memchr::memmem::Finder::new(needle);
     let keep = needle.len().saturating_sub(1);
     let mut window: Vec<u8> = Vec::with_capacity(CHUNK + keep);
     let mut chunk = vec![0u8; CHUNK];
@@ -101,7 +102,7 @@ fn stream_contains(mut reader: impl Read, needle: &[u8]) -> std::io::Result<bool
             return Ok(false);
         }
         window.extend_from_slice(&chunk[..n]);
-        if window.windows(needle.len()).any(|w| w == needle) {
+        if finder.find(&window).is_some() {
             return Ok(true);
         }
         // Keep the tail so a needle split across two reads is still found.
