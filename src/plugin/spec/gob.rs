@@ -6,7 +6,7 @@
 //! PROTOCOL.md §6.3). Every stream starts with all its type definitions, then
 //! one value message; Go's decoder accepts that layout even though Go's own
 //! encoder interleaves definitions with values. Type ids are per stream and
-//! start at [`FIRST_TYPE_ID`].
+//! start at 65.
 
 use std::collections::BTreeMap;
 use std::io::Read;
