@@ -6,4 +6,5 @@
 //! offers [`api::Ui`], [`api::Hook`] to the builder; nothing here knows AWS.
 
 pub mod api;
+pub mod cty;
 pub mod spec;

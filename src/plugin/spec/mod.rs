@@ -55,3 +55,6 @@ pub enum Spec {
         max_items: i64,
     },
 }
+
+pub mod gob;
+pub mod proto;
