@@ -277,3 +277,238 @@ fn describe(value: &Value) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn decode(document: Value) -> Result<Map<String, Value>, CtyError> {
+        decode_cty_json(document.to_string().as_bytes())
+    }
+
+    fn decode_one(ty: Value, value: Value) -> Result<Value, CtyError> {
+        let mut attributes = decode(json!({
+            "value": {"x": value},
+            "type": ["object", {"x": ty}],
+        }))?;
+        Ok(attributes.remove("x").expect("attribute x"))
+    }
+
+    #[test]
+    fn decodes_the_protocol_example() {
+        let bytes = br#"{"value":{"count":3,"disk":[{"size":10}],"name":"bar","tags":{"a":"b"}},
+ "type":["object",{"count":"number","disk":["list",["object",{"size":"number"}]],"name":"string","tags":["map","string"]}]}"#;
+        let attributes = decode_cty_json(bytes).unwrap();
+        assert_eq!(
+            Value::Object(attributes),
+            json!({"count": 3, "disk": [{"size": 10}], "name": "bar", "tags": {"a": "b"}})
+        );
+    }
+
+    #[test]
+    fn keeps_strings_bools_and_nulls() {
+        assert_eq!(
+            decode_one(json!("string"), json!("a<b>&\u{e9}")).unwrap(),
+            json!("a<b>&\u{e9}")
+        );
+        assert_eq!(decode_one(json!("bool"), json!(true)).unwrap(), json!(true));
+        for ty in [
+            json!("string"),
+            json!("number"),
+            json!(["list", "string"]),
+            json!(["object", {}]),
+        ] {
+            assert_eq!(decode_one(ty, Value::Null).unwrap(), Value::Null);
+        }
+    }
+
+    #[test]
+    fn escaped_html_characters_arrive_unescaped() {
+        let attributes = decode_cty_json(
+            br#"{"value":{"x":"\u003cb\u003e \u0026"},"type":["object",{"x":"string"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(attributes["x"], json!("<b> &"));
+    }
+
+    #[test]
+    fn integers_stay_integers_and_other_numbers_become_floats() {
+        let number = |text: &str| {
+            let doc = format!(r#"{{"value":{{"x":{text}}},"type":["object",{{"x":"number"}}]}}"#);
+            decode_cty_json(doc.as_bytes()).map(|mut a| a.remove("x").unwrap())
+        };
+        assert_eq!(number("3").unwrap().as_i64(), Some(3));
+        assert_eq!(number("-42").unwrap().as_i64(), Some(-42));
+        assert_eq!(
+            number("12345678901234567890").unwrap().as_u64(),
+            Some(12_345_678_901_234_567_890)
+        );
+        assert_eq!(number("0.5").unwrap().as_f64(), Some(0.5));
+        let huge = number("123456789012345678901234567890").unwrap();
+        assert!(huge.is_f64());
+        assert_eq!(huge.as_f64(), Some(1.2345678901234568e29));
+        assert!(matches!(number("1e400"), Err(CtyError::Json(_))));
+    }
+
+    #[test]
+    fn rejects_a_string_where_a_number_is_declared() {
+        let err = decode_one(json!("number"), json!("3")).unwrap_err();
+        assert!(
+            matches!(&err, CtyError::Mismatch { path, expected, .. } if path == ".x" && expected == "number"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_values_of_the_wrong_shape() {
+        for (ty, value) in [
+            (json!("string"), json!(1)),
+            (json!("bool"), json!("true")),
+            (json!(["list", "string"]), json!({"a": "b"})),
+            (json!(["map", "string"]), json!(["a"])),
+            (json!(["object", {"a": "string"}]), json!("a")),
+            (json!(["tuple", ["string", "number"]]), json!(["a"])),
+        ] {
+            let err = decode_one(ty.clone(), value).unwrap_err();
+            assert!(matches!(err, CtyError::Mismatch { .. }), "{ty}: {err}");
+        }
+    }
+
+    #[test]
+    fn sets_and_tuples_become_arrays() {
+        assert_eq!(
+            decode_one(json!(["set", "string"]), json!(["a", "b"])).unwrap(),
+            json!(["a", "b"])
+        );
+        assert_eq!(
+            decode_one(
+                json!(["tuple", ["string", "number", "bool"]]),
+                json!(["a", 1, false])
+            )
+            .unwrap(),
+            json!(["a", 1, false])
+        );
+        let err = decode_one(json!(["set", "number"]), json!([1, "two"])).unwrap_err();
+        assert!(
+            matches!(&err, CtyError::Mismatch { path, .. } if path == ".x[1]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nested_lists_maps_and_objects_are_checked_all_the_way_down() {
+        let ty = json!(["map", ["list", ["object", {"n": "number", "s": "string"}]]]);
+        let value = json!({"k": [{"n": 1, "s": "a"}, {"n": 2, "s": null}]});
+        assert_eq!(decode_one(ty.clone(), value.clone()).unwrap(), value);
+        let err = decode_one(ty, json!({"k": [{"n": "one", "s": "a"}]})).unwrap_err();
+        assert!(
+            matches!(&err, CtyError::Mismatch { path, .. } if path == r#".x["k"][0].n"#),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unwraps_values_of_dynamic_type() {
+        let attributes = decode(json!({
+            "value": {
+                "any": {"value": {"a": [1, 2]}, "type": ["object", {"a": ["list", "number"]}]},
+                "list": [{"value": "s", "type": "string"}, {"value": true, "type": "bool"}],
+                "null_typed": {"value": null, "type": "string"},
+                "null_dynamic": null,
+            },
+            "type": ["object", {
+                "any": "dynamic",
+                "list": ["list", "dynamic"],
+                "null_typed": "dynamic",
+                "null_dynamic": "dynamic",
+            }],
+        }))
+        .unwrap();
+        assert_eq!(
+            Value::Object(attributes),
+            json!({"any": {"a": [1, 2]}, "list": ["s", true], "null_typed": null, "null_dynamic": null})
+        );
+    }
+
+    #[test]
+    fn rejects_a_dynamic_value_without_its_wrapper() {
+        let err = decode_one(json!("dynamic"), json!("bare")).unwrap_err();
+        assert!(
+            matches!(&err, CtyError::NotWrapped { path, .. } if path == ".x"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn accepts_the_optional_attributes_form_of_object_types() {
+        let attributes = decode(json!({
+            "value": {"a": "x", "b": null},
+            "type": ["object", {"a": "string", "b": "number"}, ["b"]],
+        }))
+        .unwrap();
+        assert_eq!(Value::Object(attributes), json!({"a": "x", "b": null}));
+    }
+
+    #[test]
+    fn rejects_missing_and_undeclared_attributes() {
+        let missing =
+            decode(json!({"value": {}, "type": ["object", {"a": "string"}]})).unwrap_err();
+        assert!(
+            matches!(&missing, CtyError::MissingAttribute { attribute, .. } if attribute == "a"),
+            "{missing}"
+        );
+        let extra = decode(json!({"value": {"b": 1}, "type": ["object", {}]})).unwrap_err();
+        assert!(
+            matches!(&extra, CtyError::UnexpectedAttribute { attribute, .. } if attribute == "b"),
+            "{extra}"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_type_descriptions() {
+        for ty in [
+            json!("strin"),
+            json!(["list"]),
+            json!(["bag", "string"]),
+            json!(42),
+            json!(["object", []]),
+        ] {
+            let err = decode_one(ty.clone(), json!(null)).unwrap_err();
+            assert!(matches!(err, CtyError::InvalidType { .. }), "{ty}: {err}");
+        }
+    }
+
+    #[test]
+    fn rejects_documents_that_are_not_an_object_configuration() {
+        assert!(matches!(
+            decode_cty_json(b"{not json"),
+            Err(CtyError::Json(_))
+        ));
+        assert!(matches!(
+            decode(json!([1])),
+            Err(CtyError::NotWrapped { .. })
+        ));
+        assert!(matches!(
+            decode(json!({"value": {}})),
+            Err(CtyError::NotWrapped { .. })
+        ));
+        assert!(matches!(
+            decode(json!({"value": "x", "type": "string"})),
+            Err(CtyError::NotAnObject { .. })
+        ));
+        assert!(matches!(
+            decode(json!({"value": null, "type": ["object", {}]})),
+            Err(CtyError::NotAnObject { .. })
+        ));
+        let empty = decode(json!({"value": {}, "type": ["object", {}]})).unwrap();
+        assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn error_messages_do_not_echo_values() {
+        let err = decode_one(json!("number"), json!("hunter2-secret")).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+}

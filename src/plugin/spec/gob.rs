@@ -6,7 +6,7 @@
 //! PROTOCOL.md §6.3). Every stream starts with all its type definitions, then
 //! one value message; Go's decoder accepts that layout even though Go's own
 //! encoder interleaves definitions with values. Type ids are per stream and
-//! start at [`FIRST_TYPE_ID`].
+//! start at 65.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -59,9 +59,10 @@ impl GobFlavor {
     /// Flavour of the Packer that started this process, found by searching
     /// its executable (`/proc/<ppid>/exe`) for the vendored hcldec import path.
     ///
-    /// Blocking (reads the whole binary, ~15 ms for Packer); call it from
-    /// `spawn_blocking` in async code. Falls back to [`GobFlavor::Module`],
-    /// what every Packer since 1.7 is, when the executable cannot be read.
+    /// Blocking (reads up to the whole binary: ~30 ms for Debian's 107 MB
+    /// packer in a release build); call it from `spawn_blocking` in async
+    /// code. Falls back to [`GobFlavor::Module`], what HashiCorp's release
+    /// builds are, when the executable cannot be read.
     pub fn detect_from_parent() -> GobFlavor {
         let exe = format!("/proc/{}/exe", std::os::unix::process::parent_id());
         match GobFlavor::detect_in_executable(Path::new(&exe)) {
@@ -92,6 +93,7 @@ impl GobFlavor {
 /// is never held in memory whole.
 fn stream_contains(mut reader: impl Read, needle: &[u8]) -> std::io::Result<bool> {
     const CHUNK: usize = 1 << 20;
+    let finder = memchr::memmem::Finder::new(needle);
     let keep = needle.len().saturating_sub(1);
     let mut window: Vec<u8> = Vec::with_capacity(CHUNK + keep);
     let mut chunk = vec![0u8; CHUNK];
@@ -101,7 +103,7 @@ fn stream_contains(mut reader: impl Read, needle: &[u8]) -> std::io::Result<bool
             return Ok(false);
         }
         window.extend_from_slice(&chunk[..n]);
-        if window.windows(needle.len()).any(|w| w == needle) {
+        if finder.find(&window).is_some() {
             return Ok(true);
         }
         // Keep the tail so a needle split across two reads is still found.
@@ -521,4 +523,237 @@ fn put_int(out: &mut Vec<u8>, i: i64) {
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     put_uint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    //! Byte-level pins. The same encoders are decoded by real Go in
+    //! `tests/spec_gob_peer.rs`, which is what makes these vectors trustworthy.
+
+    use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn uint(n: u64) -> String {
+        let mut out = Vec::new();
+        put_uint(&mut out, n);
+        hex(&out)
+    }
+
+    fn int(i: i64) -> String {
+        let mut out = Vec::new();
+        put_int(&mut out, i);
+        hex(&out)
+    }
+
+    #[test]
+    fn unsigned_integers_use_negated_byte_counts_above_127() {
+        assert_eq!(uint(0), "00");
+        assert_eq!(uint(127), "7f");
+        assert_eq!(uint(128), "ff 80");
+        assert_eq!(uint(256), "fe 01 00");
+        assert_eq!(uint(u64::MAX), "f8 ff ff ff ff ff ff ff ff");
+    }
+
+    #[test]
+    fn signed_integers_keep_the_sign_in_the_low_bit() {
+        assert_eq!(int(2), "04");
+        assert_eq!(int(-1), "01");
+        assert_eq!(int(65), "ff 82");
+        assert_eq!(int(-65), "ff 81");
+        assert_eq!(int(i64::MIN), "f8 ff ff ff ff ff ff ff ff");
+    }
+
+    const COMMAND_FINISHED_TYPEDEF: &str =
+        "2c ff 81 03 01 01 0f 43 6f 6d 6d 61 6e 64 46 69 6e 69 73 68 65 64 \
+        01 ff 82 00 01 01 01 0a 45 78 69 74 53 74 61 74 75 73 01 04 00 00 00";
+
+    #[test]
+    fn command_finished_matches_the_protocol_vectors() {
+        for (status, value) in [
+            (0, "03 ff 82 00"),
+            (1, "05 ff 82 01 02 00"),
+            (2, "05 ff 82 01 04 00"),
+            (123, "06 ff 82 01 ff f6 00"),
+            (127, "06 ff 82 01 ff fe 00"),
+            (255, "07 ff 82 01 fe 01 fe 00"),
+            (-1, "05 ff 82 01 01 00"),
+        ] {
+            assert_eq!(
+                hex(&encode_command_finished(status)),
+                format!("{COMMAND_FINISHED_TYPEDEF} {value}"),
+                "exit status {status}"
+            );
+        }
+    }
+
+    #[test]
+    fn cty_string_type_matches_the_protocol_vector() {
+        let expected = "2a ff 81 03 01 01 07 67 6f 62 54 79 70 65 01 ff 82 00 01 02 01 07 56 65 72 73 69 6f 6e \
+            01 04 00 01 04 49 6d 70 6c 01 10 00 00 00 \
+            24 ff 83 03 01 01 0d 70 72 69 6d 69 74 69 76 65 54 79 70 65 01 ff 84 00 01 01 01 04 4b 69 6e 64 \
+            01 06 00 00 00 \
+            36 ff 82 02 2b";
+        let encoded = encode_cty_type(&CtyType::String);
+        assert_eq!(encoded.len(), 135);
+        let name = b"github.com/zclconf/go-cty/cty.primitiveType";
+        let tail = "ff 84 03 01 53 00 00";
+        assert_eq!(hex(&encoded), format!("{expected} {} {tail}", hex(name)),);
+        // Number and Bool differ only in the kind byte.
+        let number = encode_cty_type(&CtyType::Number);
+        let bool_ = encode_cty_type(&CtyType::Bool);
+        assert_eq!(number[..132], encoded[..132]);
+        assert_eq!(number[133..], encoded[133..]);
+        assert_eq!((encoded[132], number[132], bool_[132]), (b'S', b'N', b'B'));
+    }
+
+    #[test]
+    fn cty_list_embeds_the_element_stream_as_gob_encoder_bytes() {
+        let element = encode_cty_type(&CtyType::String);
+        let list = encode_cty_type(&CtyType::List(Box::new(CtyType::String)));
+        assert_eq!(list.len(), 289);
+        let mut embedded = vec![0xff, 0x87];
+        embedded.extend_from_slice(&element);
+        assert!(list.windows(embedded.len()).any(|w| w == embedded));
+    }
+
+    #[test]
+    fn object_spec_starts_with_its_map_typedef_at_id_65() {
+        let spec = ObjectSpec(BTreeMap::from([(
+            "foo".to_owned(),
+            Spec::Attr {
+                name: "foo".to_owned(),
+                ty: CtyType::String,
+                required: true,
+            },
+        )]));
+        let bytes = encode_object_spec(&spec, GobFlavor::Module);
+        assert_eq!(
+            hex(&bytes[..27]),
+            "1a ff 81 04 01 01 0a 4f 62 6a 65 63 74 53 70 65 63 01 ff 82 00 01 0c 01 10 00 00"
+        );
+        // Without nested objects the flavour changes nothing.
+        assert_eq!(bytes, encode_object_spec(&spec, GobFlavor::Vendored));
+    }
+
+    #[test]
+    fn nested_object_spec_carries_the_flavour_name() {
+        let spec = ObjectSpec(BTreeMap::from([(
+            "disk".to_owned(),
+            Spec::BlockList {
+                type_name: "disk".to_owned(),
+                nested: ObjectSpec::default(),
+                min_items: 0,
+                max_items: 0,
+            },
+        )]));
+        let contains =
+            |bytes: &[u8], text: &str| bytes.windows(text.len()).any(|w| w == text.as_bytes());
+        let module = encode_object_spec(&spec, GobFlavor::Module);
+        let vendored = encode_object_spec(&spec, GobFlavor::Vendored);
+        assert!(contains(
+            &module,
+            "\u{2d}github.com/hashicorp/hcl/v2/hcldec.ObjectSpec"
+        ));
+        assert!(!contains(&module, "vendor/"));
+        assert!(contains(
+            &vendored,
+            "github.com/hashicorp/packer/vendor/github.com/hashicorp/hcl/v2/hcldec.ObjectSpec"
+        ));
+        assert!(contains(&module, "*hcldec.BlockListSpec"));
+    }
+
+    #[test]
+    fn finds_the_vendored_path_across_read_chunks() {
+        let needle = VENDORED_HCLDEC.as_bytes();
+        let mut data = vec![0u8; (1 << 20) - 10];
+        data.extend_from_slice(needle);
+        data.extend(std::iter::repeat(7u8).take(1 << 20));
+        assert!(stream_contains(std::io::Cursor::new(&data), needle).unwrap());
+        assert!(!stream_contains(std::io::Cursor::new(&data[..(1 << 20)]), needle).unwrap());
+    }
+
+    #[test]
+    fn detects_the_flavour_of_an_executable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let vendored = dir.path().join("vendored");
+        let module = dir.path().join("module");
+        let mut content = b"\x7fELF....".to_vec();
+        content.extend_from_slice(VENDORED_HCLDEC.as_bytes());
+        content.extend_from_slice(b".ObjectSpec....");
+        std::fs::write(&vendored, &content).unwrap();
+        std::fs::write(&module, format!("\x7fELF {MODULE_HCLDEC}.ObjectSpec")).unwrap();
+        assert_eq!(
+            GobFlavor::detect_in_executable(&vendored).unwrap(),
+            GobFlavor::Vendored
+        );
+        assert_eq!(
+            GobFlavor::detect_in_executable(&module).unwrap(),
+            GobFlavor::Module
+        );
+        assert!(GobFlavor::detect_in_executable(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn detection_from_the_parent_reads_the_test_runner_parent() {
+        // The test harness's parent (cargo or a shell) is a module-free
+        // binary: detection must run and fall on Module, not panic.
+        assert_eq!(GobFlavor::detect_from_parent(), GobFlavor::Module);
+    }
+}
+
+#[cfg(test)]
+mod protocol_example {
+    //! The ConfigSpec example of PROTOCOL.md §6.3.2.
+
+    use super::*;
+
+    /// `foo` required string, `tags` map(string), block list `disk{size number}`.
+    fn example_spec() -> ObjectSpec {
+        let attr = |name: &str, ty: CtyType, required: bool| {
+            let spec = Spec::Attr {
+                name: name.to_owned(),
+                ty,
+                required,
+            };
+            (name.to_owned(), spec)
+        };
+        ObjectSpec(BTreeMap::from([
+            attr("foo", CtyType::String, true),
+            attr("tags", CtyType::Map(Box::new(CtyType::String)), false),
+            (
+                "disk".to_owned(),
+                Spec::BlockList {
+                    type_name: "disk".to_owned(),
+                    nested: ObjectSpec(BTreeMap::from([attr("size", CtyType::Number, false)])),
+                    min_items: 0,
+                    max_items: 0,
+                },
+            ),
+        ]))
+    }
+
+    #[test]
+    fn example_config_spec_has_the_documented_layout() {
+        let bytes = encode_object_spec(&example_spec(), GobFlavor::Module);
+        assert_eq!(bytes.len(), 942);
+        let value_start = [
+            0xfe, 0x02, 0xfa, 0xff, 0x82, 0x00, 0x03, 0x04, b'd', b'i', b's', b'k', 0x15,
+        ];
+        let at = bytes
+            .windows(value_start.len())
+            .position(|w| w == value_start)
+            .expect("value message of 762 bytes");
+        assert_eq!(
+            at + 3 + 762,
+            bytes.len(),
+            "the value message ends the stream"
+        );
+    }
 }

@@ -211,3 +211,244 @@ fn type_message(ty: &SpecType) -> CtyType {
         type_def: Some(type_def),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn single_string_attribute_matches_the_34_byte_protocol_example() {
+        let spec = ObjectSpec(BTreeMap::from([(
+            "foo".to_owned(),
+            SpecEntry::Attr {
+                name: "foo".to_owned(),
+                ty: SpecType::String,
+                required: false,
+            },
+        )]));
+        let bytes = encode_object_spec(&spec);
+        assert_eq!(
+            hex(&bytes),
+            "0a 20 0a 1e 0a 03 66 6f 6f 12 17 12 15 0a 03 66 6f 6f 12 0e 0a 0c 0a 0a \
+             63 74 79 2e 53 74 72 69 6e 67"
+        );
+        assert_eq!(
+            Spec::decode(bytes.as_slice()).unwrap(),
+            object_message(&spec)
+        );
+    }
+
+    #[test]
+    fn block_list_bounds_are_dropped_and_nested_is_always_set() {
+        let spec = ObjectSpec(BTreeMap::from([(
+            "disk".to_owned(),
+            SpecEntry::BlockList {
+                type_name: "disk".to_owned(),
+                nested: ObjectSpec::default(),
+                min_items: 1,
+                max_items: 4,
+            },
+        )]));
+        let decoded = Spec::decode(encode_object_spec(&spec).as_slice()).unwrap();
+        let Some(spec::Block::Object(object)) = decoded.block else {
+            panic!("top level must be an object: {decoded:?}");
+        };
+        let expected = Spec {
+            block: Some(spec::Block::BlockList(BlockList {
+                name: "disk".to_owned(),
+                nested: Some(Box::new(Spec {
+                    block: Some(spec::Block::Object(Object::default())),
+                })),
+            })),
+        };
+        assert_eq!(object.attributes["disk"], expected);
+    }
+
+    /// One field of one message as the .proto declares it.
+    #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+    struct DeclaredField {
+        message: String,
+        field: String,
+        number: u32,
+        wire_type: u8,
+    }
+
+    /// Reads message and field declarations from our .proto text (the subset
+    /// of the syntax the file uses: messages, oneofs, maps, scalars).
+    fn declared_fields(text: &str) -> Vec<DeclaredField> {
+        let mut fields = Vec::new();
+        let mut message: Option<String> = None;
+        for line in text.lines() {
+            let line = line.split("//").next().unwrap_or("").trim();
+            if let Some(rest) = line.strip_prefix("message ") {
+                message = Some(rest.trim_end_matches('{').trim().to_owned());
+                continue;
+            }
+            let Some((declaration, number)) =
+                line.strip_suffix(';').and_then(|l| l.split_once('='))
+            else {
+                continue;
+            };
+            let Some(message) = &message else { continue };
+            let mut words: Vec<&str> = declaration.split_whitespace().collect();
+            let Some(name) = words.pop() else { continue };
+            let ty = words.join(" ");
+            if ty.is_empty() || ty == "syntax" {
+                continue;
+            }
+            let wire_type = match ty.as_str() {
+                "bool" => 0,
+                _ => 2, // string, message and map entries are length-delimited
+            };
+            fields.push(DeclaredField {
+                message: message.clone(),
+                field: name.to_owned(),
+                number: number.trim().parse().expect("field number"),
+                wire_type,
+            });
+        }
+        fields
+    }
+
+    /// prost's Rust name of a proto field: snake_case (`typeString` →
+    /// `type_string`, `TypeSpec` → `type_spec`).
+    fn rust_field_name(proto: &str) -> String {
+        let mut out = String::new();
+        let mut previous_lower = false;
+        for c in proto.chars() {
+            if c.is_ascii_uppercase() && previous_lower {
+                out.push('_');
+            }
+            previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+            out.push(c.to_ascii_lowercase());
+        }
+        out
+    }
+
+    /// prost's Rust name of a oneof member: UpperCamelCase of the snake name
+    /// (`block_value` → `BlockValue`).
+    fn rust_variant_name(proto: &str) -> String {
+        rust_field_name(proto)
+            .split('_')
+            .map(|word| {
+                let mut chars = word.chars();
+                chars
+                    .next()
+                    .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// The field a Rust message encodes when only one of its fields is set.
+    fn encoded_field(message: &str, rust_field: &str, bytes: &[u8]) -> DeclaredField {
+        let tag = u32::from(bytes[0]);
+        assert!(tag < 0x80, "single-byte tags only in this file");
+        DeclaredField {
+            // Message names differ only in case (`HCL2Spec` = `Hcl2Spec`).
+            message: message.to_lowercase(),
+            field: rust_field.trim_start_matches("r#").to_owned(),
+            number: tag >> 3,
+            wire_type: (tag & 7) as u8,
+        }
+    }
+
+    #[test]
+    #[allow(clippy::needless_update)] // uniform macro for one- and many-field messages
+    fn rust_messages_match_the_proto_file() {
+        macro_rules! field {
+            ($msg:ident . $field:ident = $value:expr) => {
+                encoded_field(
+                    stringify!($msg),
+                    stringify!($field),
+                    &$msg {
+                        $field: $value,
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                )
+            };
+        }
+        macro_rules! oneof {
+            ($msg:ident . $oneof:ident = $enum:path, $variant:ident($value:expr)) => {{
+                use $enum as OneofEnum;
+                encoded_field(
+                    stringify!($msg),
+                    stringify!($variant),
+                    &$msg {
+                        $oneof: Some(OneofEnum::$variant($value)),
+                    }
+                    .encode_to_vec(),
+                )
+            }};
+        }
+        let spec = || Spec {
+            block: Some(spec::Block::Object(Object::default())),
+        };
+        let ty = || CtyType {
+            type_def: Some(cty_type::TypeDef::Primitive(CtyPrimitive::default())),
+        };
+        let rust: BTreeSet<DeclaredField> = [
+            oneof!(
+                CtyType.type_def = cty_type::TypeDef,
+                Primitive(CtyPrimitive::default())
+            ),
+            oneof!(CtyType.type_def = cty_type::TypeDef, List(Box::default())),
+            oneof!(CtyType.type_def = cty_type::TypeDef, Map(Box::default())),
+            field!(CtyPrimitive.type_string = "cty.Bool".into()),
+            field!(CtyList.element_type = Some(Box::new(ty()))),
+            field!(CtyMap.element_type = Some(Box::new(ty()))),
+            field!(Hcl2Spec.type_spec = BTreeMap::from([("a".into(), spec())])),
+            oneof!(Spec.block = spec::Block, Object(Object::default())),
+            oneof!(Spec.block = spec::Block, Attr(Attr::default())),
+            oneof!(Spec.block = spec::Block, BlockValue(Block::default())),
+            oneof!(Spec.block = spec::Block, BlockList(BlockList::default())),
+            field!(Attr.name = "a".into()),
+            field!(Attr.r#type = Some(ty())),
+            field!(Attr.required = true),
+            field!(Block.name = "a".into()),
+            field!(Block.required = true),
+            field!(Block.nested = Some(Box::new(spec()))),
+            field!(BlockList.name = "a".into()),
+            field!(BlockList.nested = Some(Box::new(spec()))),
+            field!(Object.attributes = BTreeMap::from([("a".into(), spec())])),
+        ]
+        .into_iter()
+        .collect();
+        // Members of a oneof become enum variants in Rust.
+        let oneof_members = [
+            ("CtyType", "primitive"),
+            ("CtyType", "list"),
+            ("CtyType", "map"),
+            ("Spec", "object"),
+            ("Spec", "attr"),
+            ("Spec", "block_value"),
+            ("Spec", "block_list"),
+        ];
+        let declared: BTreeSet<DeclaredField> =
+            declared_fields(include_str!("../../../proto/hcl_spec.proto"))
+                .into_iter()
+                .map(|f| DeclaredField {
+                    field: if oneof_members.contains(&(f.message.as_str(), f.field.as_str())) {
+                        rust_variant_name(&f.field)
+                    } else {
+                        rust_field_name(&f.field)
+                    },
+                    message: f.message.to_lowercase(),
+                    ..f
+                })
+                .collect();
+        assert_eq!(declared.len(), 20, "parser found: {declared:#?}");
+        assert_eq!(rust, declared);
+    }
+}
