@@ -46,7 +46,7 @@ fn plugin_binary() -> PathBuf {
 
 /// The plugin process plus Packer's side of the connection.
 struct Plugin {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     handshake: String,
     broker: Broker,
     main: Arc<Client>,
@@ -89,7 +89,7 @@ async fn start_plugin(args: &[&str]) -> Plugin {
     let broker = Broker::new(Session::new(conn, Role::Client));
     let main = Arc::new(Client::new(broker.dial(0).await.unwrap()));
     Plugin {
-        _child: child,
+        child,
         handshake,
         broker,
         main,
@@ -356,6 +356,33 @@ async fn provision(hook: &Client, broker: &Broker, dir: &Path) -> Result<Provisi
     hook.call("Communicator.Download", args).await.map_err(e)?;
     got.downloaded = read_all(download).await;
 
+    // Several flow-control windows each way, FileInfo absent (nil).
+    let big = big_payload();
+    let (reader_id, reader) = accept_later(broker);
+    let writer = tokio::spawn(async move {
+        let mut s = reader.await.unwrap();
+        s.write_all(&big).await.unwrap();
+        s.shutdown().await.unwrap();
+        s
+    });
+    let big_path = dir.join("big.bin");
+    let upload = map([
+        ("Path", Value::from(big_path.to_str().unwrap())),
+        ("ReaderStreamId", Value::from(reader_id)),
+        ("FileInfo", Value::Nil),
+    ]);
+    hook.call("Communicator.Upload", upload).await.map_err(e)?;
+    drop(writer.await.unwrap());
+    let (writer_id, download) = accept_later(broker);
+    let args = map([
+        ("Path", Value::from(big_path.to_str().unwrap())),
+        ("WriterStreamId", Value::from(writer_id)),
+    ]);
+    // Packer reads the download while the call is in flight.
+    let reading = tokio::spawn(read_all(download));
+    hook.call("Communicator.Download", args).await.map_err(e)?;
+    got.big_roundtrip = reading.await.unwrap();
+
     let src = dir.join("srcdir").display().to_string();
     hook.call(
         "Communicator.DownloadDir",
@@ -471,7 +498,8 @@ async fn packer_1_12_hcl2_build_with_protobuf_spec_provisioning_and_artifact() {
         assert_eq!(p.stdin_echo, b"piped input");
         assert_eq!(p.stdin_response, encode_command_finished(0));
         assert_eq!(p.downloaded, b"uploaded bytes");
-        assert!(p.big_roundtrip == big_payload(), "1.5 MB upload+download corrupted");
+        let big = big_payload();
+        assert!(p.big_roundtrip == big, "1.5 MB upload+download corrupted: {} bytes back, first difference at {:?}", p.big_roundtrip.len(), p.big_roundtrip.iter().zip(&big).position(|(a, b)| a != b));
         assert_eq!(p.upload_dir_reply, Some(Value::Nil), "typed error reply must be nil (c0)");
         assert_eq!(
             p.unknown_method,
@@ -644,6 +672,25 @@ async fn failed_run_reports_the_error_in_the_response_header() {
     .await;
 }
 
+#[tokio::test]
+async fn plugin_exits_cleanly_when_packer_hangs_up() {
+    bounded(async {
+        let mut plugin = start_plugin(&["start", "builder", DEFAULT_NAME]).await;
+        plugin
+            .main
+            .call("Builder.Prepare", hcl2_prepare_args("hello"))
+            .await
+            .unwrap();
+        plugin.broker.session().close();
+        let status = tokio::time::timeout(Duration::from_secs(5), plugin.child.wait())
+            .await
+            .expect("plugin still running after the connection closed")
+            .unwrap();
+        assert!(status.success(), "{status}");
+    })
+    .await;
+}
+
 #[test]
 fn describe_is_json_and_fast() {
     let started = Instant::now();
@@ -683,7 +730,7 @@ fn plugin_survives_sigint_while_serving() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(bounded(async {
         let plugin = start_plugin(&["start", "builder", DEFAULT_NAME]).await;
-        let pid = plugin._child.id().unwrap();
+        let pid = plugin.child.id().unwrap();
         let status = std::process::Command::new("kill")
             .args(["-INT", &pid.to_string()])
             .status()

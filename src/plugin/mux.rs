@@ -224,6 +224,12 @@ impl Session {
         *self.shared.closed.borrow()
     }
 
+    /// Ends the session the way Go does: no GoAway, the socket's write
+    /// side is shut down after the queued frames, and every stream ends.
+    pub fn close(&self) {
+        self.shared.shut_down();
+    }
+
     /// Sends a ping (SYN) with the given id; the peer must answer it.
     pub fn ping(&self, id: u32) {
         self.shared.send(
@@ -1006,5 +1012,40 @@ mod tests {
         let mut buf = Vec::new();
         stream.read_to_end(&mut buf).await.unwrap();
         assert!(session.open().is_err());
+    }
+
+    #[tokio::test]
+    async fn bulk_transfer_across_many_windows_both_ways() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let server = Session::new(a, Role::Server);
+        let client = Session::new(b, Role::Client);
+        let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+        let mut c = client.open().unwrap();
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            c.write_all(&sent).await.unwrap();
+            c.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            c.read_to_end(&mut back).await.unwrap();
+            back
+        });
+        let mut s = server.accept().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        assert!(
+            got == data,
+            "client to server: {} of {} bytes",
+            got.len(),
+            data.len()
+        );
+        s.write_all(&data).await.unwrap();
+        s.shutdown().await.unwrap();
+        let back = writer.await.unwrap();
+        assert!(
+            back == data,
+            "server to client: {} of {} bytes",
+            back.len(),
+            data.len()
+        );
     }
 }
