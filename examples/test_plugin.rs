@@ -127,6 +127,15 @@ impl Builder for WireTestBuilder {
             return Err("wiretest: build cancelled".into());
         }
         provisioned.map_err(|e| format!("wiretest: provisioning failed: {e}"))?;
+        if std::env::var_os("WIRETEST_UI_EXTRAS").is_some() {
+            // Ui calls Packer 1.6.6 cannot answer with a closed stdin.
+            let answer = ui.ask("wiretest question?").await?;
+            ui.message(&format!("wiretest: answer {answer}")).await;
+            ui.machine("artifact", &["0".into(), "id".into()]).await;
+            let progress = ui.track_progress("wiretest-src", 10, 2).await?;
+            progress.add(8).await;
+            progress.close().await;
+        }
         ui.say("wiretest: done").await;
         Ok(Some(Arc::new(WireTestArtifact)))
     }

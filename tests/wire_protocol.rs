@@ -58,6 +58,7 @@ async fn start_plugin(args: &[&str]) -> Plugin {
         .args(args)
         .env(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE)
         .env("PACKER_LOG", "1")
+        .env("WIRETEST_UI_EXTRAS", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -173,6 +174,17 @@ impl Handler for PackerSide {
                     "{service_method}: {}",
                     msgpack::as_string(&body).unwrap()
                 ));
+                Ok(Value::Nil)
+            }
+            "Ui.Ask" => {
+                self.event(format!(
+                    "{service_method}: {}",
+                    msgpack::as_string(&body).unwrap()
+                ));
+                Ok(Value::from("forty-two"))
+            }
+            "Ui.Machine" => {
+                self.event(format!("{service_method}: {}", msgpack::to_json(&body)));
                 Ok(Value::Nil)
             }
             "Ui.NewTrackProgress" => {
@@ -486,7 +498,19 @@ async fn packer_1_12_hcl2_build_with_protobuf_spec_provisioning_and_artifact() {
         assert_eq!(events[7], r#"Ui.NewTrackProgress: {"CurrentSize":0,"Src":"f","TotalSize":10}"#);
         assert_eq!(events[8], "Uitrk1.Add: 5");
         assert_eq!(events[9], "Uitrk1.Close: null");
-        assert_eq!(events.last().unwrap(), "Ui.Say: wiretest: done");
+        let n = events.len();
+        assert_eq!(
+            events[n - 7..],
+            [
+                "Ui.Ask: wiretest question?",
+                "Ui.Message: wiretest: answer forty-two",
+                r#"Ui.Machine: {"Args":["0","id"],"Category":"artifact"}"#,
+                r#"Ui.NewTrackProgress: {"CurrentSize":2,"Src":"wiretest-src","TotalSize":10}"#,
+                "Uitrk1.Add: 8",
+                "Uitrk1.Close: null",
+                "Ui.Say: wiretest: done",
+            ]
+        );
         let data = seen.hook_data.as_ref().unwrap();
         assert_eq!(data["WireTestVar"], "wiretest-value");
         assert_eq!(data["ID"], "wiretest-id");
