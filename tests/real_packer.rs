@@ -83,7 +83,21 @@ impl Project {
 
     /// Runs packer to completion; returns (success, stdout+stderr).
     fn run(&self, args: &[&str]) -> (bool, String) {
-        let child = self.command(args).spawn().unwrap();
+        self.run_command(self.command(args))
+    }
+
+    /// Runs packer with its debug log in `packer.log`; returns (success,
+    /// stdout+stderr, log).
+    fn run_logged(&self, args: &[&str]) -> (bool, String, String) {
+        let log = self.path().join("packer.log");
+        let mut cmd = self.command(args);
+        cmd.env("PACKER_LOG", "1").env("PACKER_LOG_PATH", &log);
+        let (ok, out) = self.run_command(cmd);
+        (ok, out, std::fs::read_to_string(log).unwrap_or_default())
+    }
+
+    fn run_command(&self, mut cmd: Command) -> (bool, String) {
+        let child = cmd.spawn().unwrap();
         let guard = GroupGuard(child.id() as i32);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -137,8 +151,16 @@ fn json_template_build_runs_shell_and_file_provisioners() {
 }}"#
         ),
     );
-    let (ok, out) = p.run(&["build", "t.json"]);
+    let (ok, out, log) = p.run_logged(&["build", "t.json"]);
     assert!(ok, "{out}");
+    // Go's yamux logs any frame it did not expect (late window updates,
+    // double FINs, unacknowledged streams).
+    let yamux: Vec<_> = log.lines().filter(|l| l.contains("yamux")).collect();
+    assert!(
+        yamux.is_empty(),
+        "yamux complaints in Packer's log: {yamux:#?}"
+    );
+    assert!(log.contains("wiretest"), "no plugin log in Packer's log");
     for line in [
         "wiretest warning",
         "wiretest: wiretest: starting",
