@@ -1,1 +1,4 @@
 //! The amazon-chroot builder: configuration, validation and the step pipeline.
+
+pub mod config;
+pub mod template;
