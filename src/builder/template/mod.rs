@@ -64,7 +64,7 @@ fn process_start() -> SystemTime {
 
 /// What the template functions see besides the data: the build's names,
 /// the user variables and the start time.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct TemplateContext {
     /// `{{build_name}}`.
     pub build_name: String,
@@ -78,6 +78,23 @@ pub struct TemplateContext {
     pub user_variables: Option<BTreeMap<String, String>>,
     /// The instant `timestamp`, `isotime`, `strftime` render.
     pub now: SystemTime,
+}
+
+impl fmt::Debug for TemplateContext {
+    /// User variables may hold secrets: only their names are shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TemplateContext")
+            .field("build_name", &self.build_name)
+            .field("build_type", &self.build_type)
+            .field("packer_version", &self.packer_version)
+            .field("template_path", &self.template_path)
+            .field(
+                "user_variables",
+                &self.user_variables.as_ref().map(|v| v.keys().collect::<Vec<_>>()),
+            )
+            .field("now", &self.now)
+            .finish()
+    }
 }
 
 impl TemplateContext {
@@ -672,7 +689,7 @@ enum Value {
     Bool(bool),
     Map(BTreeMap<String, String>),
     /// Go's `<no value>`: a missing map key.
-    NoValue,
+    Missing,
 }
 
 impl fmt::Display for Value {
@@ -685,7 +702,7 @@ impl fmt::Display for Value {
                 let items: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{v}")).collect();
                 write!(f, "map[{}]", items.join(" "))
             }
-            Value::NoValue => f.write_str("<no value>"),
+            Value::Missing => f.write_str("<no value>"),
         }
     }
 }
@@ -697,7 +714,7 @@ impl Value {
             Value::Int(_) => "int",
             Value::Bool(_) => "bool",
             Value::Map(_) => "map",
-            Value::NoValue => "no value",
+            Value::Missing => "no value",
         }
     }
 }
@@ -720,7 +737,7 @@ impl Eval<'_> {
                 }
             });
         }
-        Ok(last.unwrap_or(Value::NoValue))
+        Ok(last.unwrap_or(Value::Missing))
     }
 
     fn operand(&self, o: &Operand) -> Result<Value, TemplateError> {
@@ -736,7 +753,7 @@ impl Eval<'_> {
                 match (value, path.get(1)) {
                     (v, None) => Ok(v),
                     (Value::Map(m), Some(key)) => {
-                        Ok(m.get(key).cloned().map(Value::Str).unwrap_or(Value::NoValue))
+                        Ok(m.get(key).cloned().map(Value::Str).unwrap_or(Value::Missing))
                     }
                     (v, Some(key)) => err(format!("can't evaluate field {key} in type {}", v.kind())),
                 }
