@@ -112,7 +112,14 @@ impl Decoder {
             (None, None) => return None,
             (Some(v), _) => v,
         };
-        T::decode(raw, &At { path: &path, interp }, self)
+        T::decode(
+            raw,
+            &At {
+                path: &path,
+                interp,
+            },
+            self,
+        )
     }
 
     fn fail<T>(&mut self, at: &At, msg: impl fmt::Display) -> Option<T> {
@@ -136,7 +143,10 @@ impl Decoder {
     /// Records unknown (and deprecated) keys of `obj`.
     pub fn check_keys(&mut self, obj: &Map, prefix: &str, known: &[&[OptionDesc]]) {
         for key in obj.keys() {
-            if known.iter().any(|group| group.iter().any(|o| o.name == key)) {
+            if known
+                .iter()
+                .any(|group| group.iter().any(|o| o.name == key))
+            {
                 continue;
             }
             if prefix.is_empty() {
@@ -152,8 +162,10 @@ impl Decoder {
                     continue;
                 }
             }
-            self.errors
-                .push(format!("unknown configuration key: '{:?}'", format!("{prefix}{key}")));
+            self.errors.push(format!(
+                "unknown configuration key: '{:?}'",
+                format!("{prefix}{key}")
+            ));
         }
     }
 }
@@ -212,9 +224,14 @@ fn weak_bool(v: &Value) -> Result<bool, String> {
         Value::String(s) => match s.as_str() {
             "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
             "0" | "f" | "F" | "FALSE" | "false" | "False" | "" => Ok(false),
-            _ => Err(format!("expected a boolean (true or false), got the string {s:?}")),
+            _ => Err(format!(
+                "expected a boolean (true or false), got the string {s:?}"
+            )),
         },
-        other => Err(format!("expected a boolean (true or false), got {}", describe(other))),
+        other => Err(format!(
+            "expected a boolean (true or false), got {}",
+            describe(other)
+        )),
     }
 }
 
@@ -234,7 +251,9 @@ fn weak_int(v: &Value) -> Result<i64, String> {
         }
         Value::Bool(b) => Ok(i64::from(*b)),
         Value::String(s) if s.is_empty() => Ok(0),
-        Value::String(s) => s.parse().map_err(|_| format!("{whole}, got the string {s:?}")),
+        Value::String(s) => s
+            .parse()
+            .map_err(|_| format!("{whole}, got the string {s:?}")),
         other => Err(format!("{whole}, got {}", describe(other))),
     }
 }
@@ -403,7 +422,14 @@ fn decode_list<T>(
     let mut ok = true;
     for (i, v) in items.iter().enumerate() {
         let path = format!("{}[{i}]", at.path);
-        match item(v, &At { path: &path, interp: at.interp }, d) {
+        match item(
+            v,
+            &At {
+                path: &path,
+                interp: at.interp,
+            },
+            d,
+        ) {
             Some(x) => out.push(x),
             None => ok = false,
         }
@@ -425,7 +451,9 @@ impl OptionValue for Vec<String> {
 
 impl OptionValue for Vec<Vec<String>> {
     fn shape() -> Shape {
-        Shape::Attr(CtyType::List(Box::new(CtyType::List(Box::new(CtyType::String)))))
+        Shape::Attr(CtyType::List(Box::new(CtyType::List(Box::new(
+            CtyType::String,
+        )))))
     }
     fn type_doc() -> String {
         "list(list(string))".into()
@@ -444,12 +472,20 @@ fn weak_entries(raw: &Value) -> Result<Vec<(String, Value)>, String> {
             for item in items {
                 match item {
                     Value::Object(m) => out.extend(m.iter().map(|(k, v)| (k.clone(), v.clone()))),
-                    other => return Err(format!("expected a map, got a list holding {}", describe(other))),
+                    other => {
+                        return Err(format!(
+                            "expected a map, got a list holding {}",
+                            describe(other)
+                        ))
+                    }
                 }
             }
             Ok(out)
         }
-        other => Err(format!("expected a map of strings, got {}", describe(other))),
+        other => Err(format!(
+            "expected a map of strings, got {}",
+            describe(other)
+        )),
     }
 }
 
@@ -469,7 +505,14 @@ impl OptionValue for BTreeMap<String, String> {
         let mut ok = true;
         for (k, v) in entries {
             let path = format!("{}.{k}", at.path);
-            match String::decode(&v, &At { path: &path, interp: at.interp }, d) {
+            match String::decode(
+                &v,
+                &At {
+                    path: &path,
+                    interp: at.interp,
+                },
+                d,
+            ) {
                 Some(s) => {
                     out.insert(k, s);
                 }
@@ -491,10 +534,14 @@ impl Default for Template {
     /// The empty template (renders `""`); options replace it with their
     /// default at Prepare.
     fn default() -> Self {
-        Template::parse("", template::fields::NONE, Arc::new(TemplateContext::from_settings(
-            &Default::default(),
-            TemplateKind::Hcl2,
-        )))
+        Template::parse(
+            "",
+            template::fields::NONE,
+            Arc::new(TemplateContext::from_settings(
+                &Default::default(),
+                TemplateKind::Hcl2,
+            )),
+        )
         .unwrap_or_else(|_| unreachable!("the empty template always parses"))
     }
 }
@@ -576,7 +623,10 @@ impl OptionValue for TemplateMap {
         let mut ok = true;
         for (k, v) in entries {
             let path = format!("{}.{k}", at.path);
-            let at = At { path: &path, interp: at.interp };
+            let at = At {
+                path: &path,
+                interp: at.interp,
+            };
             let key = Template::decode(&Value::String(k.clone()), &at, d);
             let value = Template::decode(&v, &at, d);
             match (key, value) {
@@ -589,9 +639,17 @@ impl OptionValue for TemplateMap {
 }
 
 /// Decodes a block body of group `G` at `at`.
-pub fn decode_block<G: OptionGroup>(raw: &Value, at: &At, d: &mut Decoder, inherit: bool) -> Option<G> {
+pub fn decode_block<G: OptionGroup>(
+    raw: &Value,
+    at: &At,
+    d: &mut Decoder,
+    inherit: bool,
+) -> Option<G> {
     let Value::Object(obj) = raw else {
-        return d.fail(at, format_args!("expected a block (an object), got {}", describe(raw)));
+        return d.fail(
+            at,
+            format_args!("expected a block (an object), got {}", describe(raw)),
+        );
     };
     let prefix = format!("{}.", at.path);
     let before = d.errors.len();
@@ -621,14 +679,28 @@ impl<G: OptionGroup> OptionValue for BlockList<G> {
             Value::Array(items) => items.clone(),
             Value::Object(_) => vec![raw.clone()],
             other => {
-                return d.fail(at, format_args!("expected a list of blocks (objects), got {}", describe(other)))
+                return d.fail(
+                    at,
+                    format_args!(
+                        "expected a list of blocks (objects), got {}",
+                        describe(other)
+                    ),
+                )
             }
         };
         let mut out = Vec::new();
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
             let path = format!("{}[{i}]", at.path);
-            match decode_block::<G>(item, &At { path: &path, interp: at.interp }, d, true) {
+            match decode_block::<G>(
+                item,
+                &At {
+                    path: &path,
+                    interp: at.interp,
+                },
+                d,
+                true,
+            ) {
                 Some(g) => out.push(g),
                 None => ok = false,
             }

@@ -193,7 +193,10 @@ impl Config {
         }
         merge_tags(&mut c.root_volume_tags, &c.root_volume_tag);
         merge_tags(&mut self.ami.tags, &self.ami.tag);
-        merge_tags(&mut self.snapshot.snapshot_tags, &self.snapshot.snapshot_tag);
+        merge_tags(
+            &mut self.snapshot.snapshot_tags,
+            &self.snapshot.snapshot_tag,
+        );
         if self.run.force {
             self.ami.force_deregister = true;
         }
@@ -231,7 +234,10 @@ fn dedup_regions(regions: &[String], build_region: &str) -> Vec<String> {
 /// The top-level option an error message is about (`a.b[0].c: …` → `a`).
 fn option_of(message: &str) -> String {
     let head = message.split(':').next().unwrap_or_default();
-    head.split(['.', '[']).next().unwrap_or_default().to_string()
+    head.split(['.', '['])
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The options documentation: one Markdown table per group (name, type,
@@ -267,7 +273,9 @@ fn table(
     blocks: &mut Vec<(&'static str, &'static [OptionDesc])>,
 ) {
     let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ").trim().to_string();
-    out.push_str(&format!("### {title}\n\n| Option | Type | Default | Description |\n|---|---|---|---|\n"));
+    out.push_str(&format!(
+        "### {title}\n\n| Option | Type | Default | Description |\n|---|---|---|---|\n"
+    ));
     for o in options {
         match (o.shape)() {
             Shape::Block(nested) | Shape::BlockList(nested) => blocks.push((o.name, nested)),

@@ -263,7 +263,10 @@ options! {
 impl VaultAwsEngine {
     /// Upstream `Empty()`.
     pub fn is_empty(&self) -> bool {
-        self.name.is_empty() && self.role_arn.is_empty() && self.ttl.is_empty() && self.engine_name.is_empty()
+        self.name.is_empty()
+            && self.role_arn.is_empty()
+            && self.ttl.is_empty()
+            && self.engine_name.is_empty()
     }
 }
 

@@ -83,7 +83,11 @@ fn errors_of(args: &PrepareArgs) -> Vec<String> {
 fn one_error(extra: Value, needle: &str) {
     let e = errors(extra);
     assert_eq!(e.len(), 1, "{e:#?}");
-    assert!(e[0].contains(needle), "{:?} does not contain {needle:?}", e[0]);
+    assert!(
+        e[0].contains(needle),
+        "{:?} does not contain {needle:?}",
+        e[0]
+    );
 }
 
 // ---- decoding -------------------------------------------------------------
@@ -94,7 +98,10 @@ fn decodes_minimal_json_config_with_upstream_defaults() {
     assert_eq!(c.ami.ami_name, "test-ami");
     assert_eq!(c.chroot.source_ami, "ami-123");
     assert_eq!(c.chroot.command_wrapper.source(), "{{.Command}}");
-    assert_eq!(c.chroot.mount_path.source(), "/mnt/packer-amazon-chroot-volumes/{{.Device}}");
+    assert_eq!(
+        c.chroot.mount_path.source(),
+        "/mnt/packer-amazon-chroot-volumes/{{.Device}}"
+    );
     assert_eq!(c.chroot.mount_partition, "1");
     assert_eq!(c.chroot.ami_architecture, "x86_64");
     assert_eq!(c.chroot.chroot_mounts.len(), 5);
@@ -127,10 +134,16 @@ fn decodes_hcl2_config_with_nulls_for_unset_options() {
     assert_eq!(c.ami.ena_support, Trilean::True);
     assert_eq!(c.ami.encrypt_boot, Trilean::Unset);
     let m = &c.chroot.ami_block_device_mappings.0[0];
-    assert_eq!((m.iops, m.throughput, m.encrypted), (Some(3000), Some(125), Trilean::Unset));
+    assert_eq!(
+        (m.iops, m.throughput, m.encrypted),
+        (Some(3000), Some(125), Trilean::Unset)
+    );
     assert_eq!(c.copy_files(), ["/etc/resolv.conf"]);
     assert_eq!(c.ami.tags.0.len(), 1);
-    assert_eq!(p.warnings, ["ami_block_device_mappings from source image will be completely overwritten"]);
+    assert_eq!(
+        p.warnings,
+        ["ami_block_device_mappings from source image will be completely overwritten"]
+    );
 }
 
 #[test]
@@ -141,7 +154,10 @@ fn decodes_json_floats_as_whole_numbers() {
 
 #[test]
 fn rejects_fractional_number_for_whole_number_option() {
-    one_error(json!({"root_volume_size": 1.5}), "root_volume_size: expected a whole number, got the number 1.5");
+    one_error(
+        json!({"root_volume_size": 1.5}),
+        "root_volume_size: expected a whole number, got the number 1.5",
+    );
 }
 
 #[test]
@@ -153,7 +169,9 @@ fn decodes_csv_strings_as_lists() {
 
 #[test]
 fn decodes_weak_bools_from_strings_and_numbers() {
-    let (c, _) = ok(json!({"sriov_support": "true", "skip_region_validation": 1, "force_delete_snapshot": "0"}));
+    let (c, _) = ok(
+        json!({"sriov_support": "true", "skip_region_validation": 1, "force_delete_snapshot": "0"}),
+    );
     assert!(c.ami.sriov_support);
     assert!(c.ami.skip_region_validation);
     assert!(!c.ami.force_delete_snapshot);
@@ -168,7 +186,8 @@ fn decodes_numbers_and_bools_into_string_options() {
 
 #[test]
 fn decodes_trileans_as_unset_true_or_false() {
-    let (c, _) = ok(json!({"encrypt_boot": false, "ena_support": "true", "root_volume_encrypt_boot": ""}));
+    let (c, _) =
+        ok(json!({"encrypt_boot": false, "ena_support": "true", "root_volume_encrypt_boot": ""}));
     assert_eq!(c.ami.encrypt_boot, Trilean::False);
     assert_eq!(c.ami.ena_support, Trilean::True);
     assert_eq!(c.chroot.root_volume_encrypt_boot, Trilean::Unset);
@@ -193,14 +212,33 @@ fn merges_repeatable_tag_blocks_into_maps_with_the_block_winning() {
     let tags = c.ami.tags.render(&data).unwrap();
     assert_eq!(tags.get("Name").map(String::as_str), Some("from-block"));
     assert_eq!(tags.get("Team").map(String::as_str), Some("ops"));
-    assert_eq!(c.snapshot.snapshot_tags.render(&data).unwrap().get("Kind").unwrap(), "snap");
-    assert_eq!(c.chroot.root_volume_tags.render(&data).unwrap().get("Vol").unwrap(), "eu-west-1");
+    assert_eq!(
+        c.snapshot
+            .snapshot_tags
+            .render(&data)
+            .unwrap()
+            .get("Kind")
+            .unwrap(),
+        "snap"
+    );
+    assert_eq!(
+        c.chroot
+            .root_volume_tags
+            .render(&data)
+            .unwrap()
+            .get("Vol")
+            .unwrap(),
+        "eu-west-1"
+    );
 }
 
 #[test]
 fn decodes_chroot_mounts_as_list_of_lists() {
     let (c, _) = ok(json!({"chroot_mounts": [["proc", "proc", "/proc"], "bind,/run,/run"]}));
-    assert_eq!(c.chroot.chroot_mounts, vec![vec!["proc", "proc", "/proc"], vec!["bind", "/run", "/run"]]);
+    assert_eq!(
+        c.chroot.chroot_mounts,
+        vec![vec!["proc", "proc", "/proc"], vec!["bind", "/run", "/run"]]
+    );
 }
 
 #[test]
@@ -231,8 +269,17 @@ fn decodes_single_blocks() {
     }));
     assert_eq!(c.access.assume_role.duration_seconds, 3600);
     assert_eq!(c.access.assume_role.tags.get("a").unwrap(), "b");
-    assert_eq!(c.access.aws_polling.as_ref().map(|p| (p.max_attempts, p.delay_seconds)), Some((60, 5)));
-    assert!(c.ami.deregistration_protection.enabled, "with_cooldown implies enabled");
+    assert_eq!(
+        c.access
+            .aws_polling
+            .as_ref()
+            .map(|p| (p.max_attempts, p.delay_seconds)),
+        Some((60, 5))
+    );
+    assert!(
+        c.ami.deregistration_protection.enabled,
+        "with_cooldown implies enabled"
+    );
     assert_eq!(c.access.vault_aws_engine.name, "role");
 }
 
@@ -244,7 +291,10 @@ fn leaves_aws_polling_unset_when_absent() {
 
 #[test]
 fn rejects_unknown_key() {
-    one_error(json!({"ami_nmae": "x"}), "unknown configuration key: '\"ami_nmae\"'");
+    one_error(
+        json!({"ami_nmae": "x"}),
+        "unknown configuration key: '\"ami_nmae\"'",
+    );
 }
 
 #[test]
@@ -265,13 +315,21 @@ fn rejects_deprecated_key_with_packer_fix_message() {
     for key in declare::DEPRECATED_KEYS {
         let e = errors(json!({ *key: true }));
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].starts_with(&format!("Deprecated configuration key: '{key}'. Please call `packer fix`")), "{}", e[0]);
+        assert!(
+            e[0].starts_with(&format!(
+                "Deprecated configuration key: '{key}'. Please call `packer fix`"
+            )),
+            "{}",
+            e[0]
+        );
     }
 }
 
 #[test]
 fn rejects_wrong_types_naming_the_option_and_what_is_allowed() {
-    let e = errors(json!({"from_scratch": "yes", "ami_users": {"a": 1}, "root_volume_size": "ten", "tags": "x"}));
+    let e = errors(
+        json!({"from_scratch": "yes", "ami_users": {"a": 1}, "root_volume_size": "ten", "tags": "x"}),
+    );
     assert_eq!(
         e,
         [
@@ -299,10 +357,17 @@ fn interpolates_prepare_time_options() {
         "ami_regions": ["{{user `env`}}-region"],
         "source_ami_filter": {"filters": {"name": "{{build_name}}-*"}, "owners": ["self"]},
     }));
-    assert!(c.ami.ami_name.starts_with("web uservalue7 20"), "{}", c.ami.ami_name);
+    assert!(
+        c.ami.ami_name.starts_with("web uservalue7 20"),
+        "{}",
+        c.ami.ami_name
+    );
     assert!(c.ami.ami_name.ends_with(" a-b"), "{}", c.ami.ami_name);
     assert_eq!(c.ami.ami_regions, ["uservalue7-region"]);
-    assert_eq!(c.chroot.source_ami_filter.filters.get("name").unwrap(), "web-*");
+    assert_eq!(
+        c.chroot.source_ami_filter.filters.get("name").unwrap(),
+        "web-*"
+    );
 }
 
 #[test]
@@ -322,15 +387,27 @@ fn keeps_run_time_options_as_templates() {
             ..Default::default()
         }),
     };
-    assert_eq!(c.chroot.command_wrapper.render(&data).unwrap(), "sudo mount x");
-    assert_eq!(c.chroot.pre_mount_commands[0].render(&data).unwrap(), "parted /dev/xvdf");
-    assert_eq!(c.chroot.post_mount_commands[0].render(&data).unwrap(), "ls /mnt/x/dev/xvdf");
+    assert_eq!(
+        c.chroot.command_wrapper.render(&data).unwrap(),
+        "sudo mount x"
+    );
+    assert_eq!(
+        c.chroot.pre_mount_commands[0].render(&data).unwrap(),
+        "parted /dev/xvdf"
+    );
+    assert_eq!(
+        c.chroot.post_mount_commands[0].render(&data).unwrap(),
+        "ls /mnt/x/dev/xvdf"
+    );
     assert_eq!(c.ami.ami_description.render(&data).unwrap(), "from debian");
 }
 
 #[test]
 fn rejects_invalid_template_naming_the_option() {
-    one_error(json!({"ami_name": "foo {{"}), "ami_name: invalid template: unclosed action");
+    one_error(
+        json!({"ami_name": "foo {{"}),
+        "ami_name: invalid template: unclosed action",
+    );
 }
 
 #[test]
@@ -339,12 +416,18 @@ fn rejects_data_field_the_option_does_not_have() {
         json!({"pre_mount_commands": ["mkfs {{.MountPath}}"]}),
         "pre_mount_commands[0]: invalid template: .MountPath is not available here (available: .Device)",
     );
-    one_error(json!({"ami_name": "x-{{.SourceAMIName}}"}), "ami_name: invalid template: .SourceAMIName is not available here");
+    one_error(
+        json!({"ami_name": "x-{{.SourceAMIName}}"}),
+        "ami_name: invalid template: .SourceAMIName is not available here",
+    );
 }
 
 #[test]
 fn rejects_env_in_builder_options() {
-    one_error(json!({"ami_name": "x-{{env `HOME`}}"}), "ami_name: invalid template: env vars are not allowed here");
+    one_error(
+        json!({"ami_name": "x-{{env `HOME`}}"}),
+        "ami_name: invalid template: env vars are not allowed here",
+    );
 }
 
 #[test]
@@ -371,16 +454,33 @@ fn returns_generated_data_names_in_upstream_order() {
     let (_, p) = ok(json!({}));
     assert_eq!(
         p.generated_vars,
-        ["SourceAMIName", "BuildRegion", "SourceAMI", "SourceAMICreationDate", "SourceAMIOwner", "SourceAMIOwnerName", "Device", "MountPath"]
+        [
+            "SourceAMIName",
+            "BuildRegion",
+            "SourceAMI",
+            "SourceAMICreationDate",
+            "SourceAMIOwner",
+            "SourceAMIOwnerName",
+            "Device",
+            "MountPath"
+        ]
     );
 }
 
 #[test]
 fn redacts_secrets_in_debug_output() {
-    let (c, _) = ok(json!({"access_key": "AKIDSECRETVALUE", "secret_key": "s3cr3tvalue", "token": "tok3nvalue", "mfa_code": "123456"}));
+    let (c, _) = ok(
+        json!({"access_key": "AKIDSECRETVALUE", "secret_key": "s3cr3tvalue", "token": "tok3nvalue", "mfa_code": "123456"}),
+    );
     assert_eq!(c.access.access_key.expose(), "AKIDSECRETVALUE");
     let debug = format!("{c:?}");
-    for secret in ["AKIDSECRETVALUE", "s3cr3tvalue", "tok3nvalue", "123456", "uservalue7"] {
+    for secret in [
+        "AKIDSECRETVALUE",
+        "s3cr3tvalue",
+        "tok3nvalue",
+        "123456",
+        "uservalue7",
+    ] {
         assert!(!debug.contains(secret), "{secret} leaked in {debug}");
     }
     assert!(debug.contains("<redacted>"));
@@ -388,7 +488,9 @@ fn redacts_secrets_in_debug_output() {
 
 #[test]
 fn deduplicates_ami_regions_and_drops_the_build_region() {
-    let (c, _) = ok(json!({"region": "us-east-1", "ami_regions": ["eu-west-1", "us-east-1", "eu-west-1", "ap-south-1"]}));
+    let (c, _) = ok(
+        json!({"region": "us-east-1", "ami_regions": ["eu-west-1", "us-east-1", "eu-west-1", "ap-south-1"]}),
+    );
     assert_eq!(c.ami.ami_regions, ["eu-west-1", "ap-south-1"]);
 }
 
@@ -401,17 +503,26 @@ fn rejects_missing_ami_name() {
 
 #[test]
 fn rejects_ami_name_shorter_than_3_characters() {
-    one_error(json!({"ami_name": "ab"}), "ami_name must be between 3 and 128 characters long");
+    one_error(
+        json!({"ami_name": "ab"}),
+        "ami_name must be between 3 and 128 characters long",
+    );
 }
 
 #[test]
 fn rejects_ami_name_longer_than_128_characters() {
-    one_error(json!({"ami_name": "a".repeat(129)}), "ami_name must be between 3 and 128 characters long");
+    one_error(
+        json!({"ami_name": "a".repeat(129)}),
+        "ami_name must be between 3 and 128 characters long",
+    );
 }
 
 #[test]
 fn rejects_ami_name_with_invalid_characters_after_interpolation() {
-    one_error(json!({"ami_name": "web:{{timestamp}}"}), "AMIName should only contain alphanumeric characters");
+    one_error(
+        json!({"ami_name": "web:{{timestamp}}"}),
+        "AMIName should only contain alphanumeric characters",
+    );
 }
 
 #[test]
@@ -421,7 +532,10 @@ fn accepts_ami_name_cleaned_with_clean_resource_name() {
 
 #[test]
 fn rejects_missing_source_ami() {
-    one_error(json!({"source_ami": ""}), "source_ami or source_ami_filter is required.");
+    one_error(
+        json!({"source_ami": ""}),
+        "source_ami or source_ami_filter is required.",
+    );
 }
 
 #[test]
@@ -438,22 +552,34 @@ fn warns_when_source_ami_filter_has_no_owners() {
 
 #[test]
 fn rejects_chroot_mounts_entry_without_three_elements() {
-    one_error(json!({"chroot_mounts": [["bad"]]}), "Each chroot_mounts entry should be three elements");
+    one_error(
+        json!({"chroot_mounts": [["bad"]]}),
+        "Each chroot_mounts entry should be three elements",
+    );
 }
 
 #[test]
 fn rejects_relative_chroot_mount_destination() {
-    one_error(json!({"chroot_mounts": [["proc", "proc", "proc"]]}), "chroot_mounts[0]: the destination \"proc\" must be an absolute path");
+    one_error(
+        json!({"chroot_mounts": [["proc", "proc", "proc"]]}),
+        "chroot_mounts[0]: the destination \"proc\" must be an absolute path",
+    );
 }
 
 #[test]
 fn rejects_non_numeric_mount_partition() {
-    one_error(json!({"mount_partition": "p1"}), "mount_partition must be a partition number");
+    one_error(
+        json!({"mount_partition": "p1"}),
+        "mount_partition must be a partition number",
+    );
 }
 
 #[test]
 fn rejects_negative_root_volume_size() {
-    one_error(json!({"root_volume_size": -1}), "root_volume_size must be a positive number of GiB");
+    one_error(
+        json!({"root_volume_size": -1}),
+        "root_volume_size must be a positive number of GiB",
+    );
 }
 
 fn from_scratch_config() -> Value {
@@ -492,7 +618,10 @@ fn warns_when_from_scratch_has_a_source_ami() {
     let mut cfg = from_scratch_config();
     cfg["source_ami"] = json!("ami-1");
     let (_, p) = ok(cfg);
-    assert_eq!(p.warnings, ["source_ami and source_ami_filter are unused when from_scratch is true"]);
+    assert_eq!(
+        p.warnings,
+        ["source_ami and source_ami_filter are unused when from_scratch is true"]
+    );
 }
 
 #[test]
@@ -505,7 +634,10 @@ fn rejects_mappings_without_root_device_name() {
 
 #[test]
 fn rejects_root_device_name_without_mappings() {
-    one_error(json!({"root_device_name": "/dev/xvda"}), "If root_device_name is specified, ami_block_device_mappings must be specified");
+    one_error(
+        json!({"root_device_name": "/dev/xvda"}),
+        "If root_device_name is specified, ami_block_device_mappings must be specified",
+    );
 }
 
 #[test]
@@ -526,8 +658,13 @@ fn rejects_root_device_name_missing_from_mappings() {
 
 #[test]
 fn warns_that_mappings_replace_the_source_mappings() {
-    let (_, p) = ok(json!({"ami_block_device_mappings": [{"device_name": "/dev/xvda"}], "root_device_name": "/dev/xvda", "root_volume_size": 8}));
-    assert_eq!(p.warnings, ["ami_block_device_mappings from source image will be completely overwritten"]);
+    let (_, p) = ok(
+        json!({"ami_block_device_mappings": [{"device_name": "/dev/xvda"}], "root_device_name": "/dev/xvda", "root_volume_size": 8}),
+    );
+    assert_eq!(
+        p.warnings,
+        ["ami_block_device_mappings from source image will be completely overwritten"]
+    );
 }
 
 #[test]
@@ -548,12 +685,18 @@ fn rejects_invalid_root_volume_kms_key() {
 
 #[test]
 fn rejects_unknown_architecture() {
-    one_error(json!({"ami_architecture": "amd64"}), "The only valid ami_architecture values are");
+    one_error(
+        json!({"ami_architecture": "amd64"}),
+        "The only valid ami_architecture values are",
+    );
 }
 
 #[test]
 fn rejects_tpm_support_other_than_v2() {
-    one_error(json!({"tpm_support": "v3.0"}), "The only valid tpm_support value is \"v2.0\"");
+    one_error(
+        json!({"tpm_support": "v3.0"}),
+        "The only valid tpm_support value is \"v2.0\"",
+    );
     ok(json!({"tpm_support": "v2.0"}));
 }
 
@@ -564,7 +707,10 @@ fn rejects_unknown_boot_mode() {
 
 #[test]
 fn rejects_uefi_data_with_legacy_bios() {
-    one_error(json!({"uefi_data": "QUJD", "boot_mode": "legacy-bios"}), "You can't use uefi_data with boot_mode set to \"legacy-bios\".");
+    one_error(
+        json!({"uefi_data": "QUJD", "boot_mode": "legacy-bios"}),
+        "You can't use uefi_data with boot_mode set to \"legacy-bios\".",
+    );
 }
 
 #[test]
@@ -580,7 +726,10 @@ fn accepts_uefi_data_with_uefi_or_on_arm64() {
 
 #[test]
 fn rejects_unknown_virtualization_type() {
-    one_error(json!({"ami_virtualization_type": "pv"}), "ami_virtualization_type must be \"hvm\" or \"paravirtual\"");
+    one_error(
+        json!({"ami_virtualization_type": "pv"}),
+        "ami_virtualization_type must be \"hvm\" or \"paravirtual\"",
+    );
 }
 
 #[test]
@@ -601,7 +750,10 @@ fn rejects_ami_region_without_a_kms_key() {
 
 #[test]
 fn rejects_sharing_an_ami_encrypted_with_the_default_key() {
-    one_error(json!({"encrypt_boot": true, "ami_users": ["123456789012"]}), "Cannot share AMI encrypted with default KMS key");
+    one_error(
+        json!({"encrypt_boot": true, "ami_users": ["123456789012"]}),
+        "Cannot share AMI encrypted with default KMS key",
+    );
 }
 
 #[test]
@@ -614,7 +766,10 @@ fn rejects_sharing_with_an_empty_region_key() {
 
 #[test]
 fn rejects_sharing_a_snapshot_encrypted_with_the_default_key() {
-    one_error(json!({"encrypt_boot": true, "snapshot_users": ["123456789012"]}), "Cannot share snapshot encrypted with default KMS key, see");
+    one_error(
+        json!({"encrypt_boot": true, "snapshot_users": ["123456789012"]}),
+        "Cannot share snapshot encrypted with default KMS key, see",
+    );
     one_error(
         json!({"encrypt_boot": true, "snapshot_users": ["1"], "ami_regions": ["eu-west-1"], "region_kms_key_ids": {"eu-west-1": ""}}),
         "Cannot share snapshot encrypted with default KMS key",
@@ -623,12 +778,18 @@ fn rejects_sharing_a_snapshot_encrypted_with_the_default_key() {
 
 #[test]
 fn rejects_kms_key_without_encrypt() {
-    one_error(json!({"kms_key_id": "alias/mine"}), "If you have set either region_kms_key_ids or kms_key_id, encrypt_boot must also be true.");
+    one_error(
+        json!({"kms_key_id": "alias/mine"}),
+        "If you have set either region_kms_key_ids or kms_key_id, encrypt_boot must also be true.",
+    );
 }
 
 #[test]
 fn rejects_invalid_kms_key_id() {
-    one_error(json!({"kms_key_id": "my key", "encrypt_boot": true}), "kms_key_id: \"my key\" is not a valid KMS Key Id");
+    one_error(
+        json!({"kms_key_id": "my key", "encrypt_boot": true}),
+        "kms_key_id: \"my key\" is not a valid KMS Key Id",
+    );
 }
 
 #[test]
@@ -643,14 +804,25 @@ fn accepts_the_kms_key_formats_aws_accepts() {
     ] {
         assert!(validate::valid_kms_key(key), "{key}");
     }
-    for key in ["", "x", "ALIAS/x", "alias/", "arn:aws:kms:us-east-1:12345:key/abc", "arn:aws:s3:us-east-1:123456789012:key/abc", "12AB"] {
+    for key in [
+        "",
+        "x",
+        "ALIAS/x",
+        "alias/",
+        "arn:aws:kms:us-east-1:12345:key/abc",
+        "arn:aws:s3:us-east-1:123456789012:key/abc",
+        "12AB",
+    ] {
         assert!(!validate::valid_kms_key(key), "{key}");
     }
 }
 
 #[test]
 fn rejects_imds_support_other_than_v2() {
-    one_error(json!({"imds_support": "v3.0"}), "The only valid imds_support values are \"v2.0\" or the empty string");
+    one_error(
+        json!({"imds_support": "v3.0"}),
+        "The only valid imds_support values are \"v2.0\" or the empty string",
+    );
     ok(json!({"imds_support": "v2.0"}));
 }
 
@@ -662,19 +834,30 @@ fn rejects_deprecate_at_that_is_not_rfc3339() {
 
 #[test]
 fn rejects_snapshot_copy_duration_that_is_not_a_multiple_of_15() {
-    one_error(json!({"snapshot_copy_duration_minutes": 20}), "snapshot_copy_duration_minutes must be 0 or a multiple of 15");
+    one_error(
+        json!({"snapshot_copy_duration_minutes": 20}),
+        "snapshot_copy_duration_minutes must be 0 or a multiple of 15",
+    );
     ok(json!({"snapshot_copy_duration_minutes": 30}));
 }
 
 #[test]
 fn rejects_skip_save_build_region_without_other_regions() {
-    one_error(json!({"skip_save_build_region": true, "region": "us-east-1", "ami_regions": ["us-east-1"]}), "skip_save_build_region needs at least one ami_regions entry");
-    ok(json!({"skip_save_build_region": true, "region": "us-east-1", "ami_regions": ["eu-west-1"]}));
+    one_error(
+        json!({"skip_save_build_region": true, "region": "us-east-1", "ami_regions": ["us-east-1"]}),
+        "skip_save_build_region needs at least one ami_regions entry",
+    );
+    ok(
+        json!({"skip_save_build_region": true, "region": "us-east-1", "ami_regions": ["eu-west-1"]}),
+    );
 }
 
 #[test]
 fn rejects_access_key_without_secret_key() {
-    one_error(json!({"access_key": "AKID"}), "`access_key` and `secret_key` must both be either set or not set.");
+    one_error(
+        json!({"access_key": "AKID"}),
+        "`access_key` and `secret_key` must both be either set or not set.",
+    );
 }
 
 #[test]
@@ -687,23 +870,38 @@ fn rejects_vault_aws_engine_with_static_keys() {
 
 #[test]
 fn rejects_negative_max_retries() {
-    one_error(json!({"max_retries": -1}), "max_retries must not be negative");
+    one_error(
+        json!({"max_retries": -1}),
+        "max_retries must not be negative",
+    );
 }
 
 #[test]
 fn rejects_negative_polling_values() {
     let e = errors(json!({"aws_polling": {"max_attempts": -1, "delay_seconds": -2}}));
-    assert_eq!(e, ["aws_polling.max_attempts must not be negative; got -1", "aws_polling.delay_seconds must not be negative; got -2"]);
+    assert_eq!(
+        e,
+        [
+            "aws_polling.max_attempts must not be negative; got -1",
+            "aws_polling.delay_seconds must not be negative; got -2"
+        ]
+    );
 }
 
 #[test]
 fn rejects_assume_role_without_role_arn() {
-    one_error(json!({"assume_role": {"session_name": "s"}}), "assume_role.role_arn must be set");
+    one_error(
+        json!({"assume_role": {"session_name": "s"}}),
+        "assume_role.role_arn must be set",
+    );
 }
 
 #[test]
 fn rejects_assume_role_duration_out_of_range() {
-    one_error(json!({"assume_role": {"role_arn": "arn:aws:iam::1:role/r", "duration_seconds": 60}}), "assume_role.duration_seconds must be between 900 and 43200");
+    one_error(
+        json!({"assume_role": {"role_arn": "arn:aws:iam::1:role/r", "duration_seconds": 60}}),
+        "assume_role.duration_seconds must be between 900 and 43200",
+    );
 }
 
 fn mapping(device: Value) -> Value {
@@ -712,7 +910,10 @@ fn mapping(device: Value) -> Value {
 
 #[test]
 fn rejects_block_device_without_device_name() {
-    one_error(mapping(json!({"volume_size": 1})), "ami_block_device_mappings[1]: The `device_name` must be specified");
+    one_error(
+        mapping(json!({"volume_size": 1})),
+        "ami_block_device_mappings[1]: The `device_name` must be specified",
+    );
 }
 
 #[test]
@@ -734,7 +935,9 @@ fn rejects_io1_iops_above_the_size_ratio() {
 #[test]
 fn rejects_io2_iops_out_of_range() {
     one_error(
-        mapping(json!({"device_name": "/dev/sdb", "volume_type": "io2", "volume_size": 1000, "iops": 50})),
+        mapping(
+            json!({"device_name": "/dev/sdb", "volume_type": "io2", "volume_size": 1000, "iops": 50}),
+        ),
         "IOPS must be between 100 and 64000 for device /dev/sdb; got 50",
     );
 }
@@ -765,7 +968,9 @@ fn rejects_throughput_on_volume_types_other_than_gp3() {
 
 #[test]
 fn reports_every_problem_of_every_block_device() {
-    let e = errors(mapping(json!({"kms_key_id": "k", "encrypted": false, "volume_type": "st1", "throughput": 1})));
+    let e = errors(mapping(
+        json!({"kms_key_id": "k", "encrypted": false, "volume_type": "st1", "throughput": 1}),
+    ));
     assert_eq!(e.len(), 3, "{e:#?}");
 }
 
@@ -781,7 +986,11 @@ const UPSTREAM_SPEC: &[(&str, &str, &str)] = &[
     ("packer_force", "AttrSpec", "cty.Bool"),
     ("packer_on_error", "AttrSpec", "cty.String"),
     ("packer_user_variables", "AttrSpec", "cty.Map(cty.String)"),
-    ("packer_sensitive_variables", "AttrSpec", "cty.List(cty.String)"),
+    (
+        "packer_sensitive_variables",
+        "AttrSpec",
+        "cty.List(cty.String)",
+    ),
     ("ami_name", "AttrSpec", "cty.String"),
     ("ami_description", "AttrSpec", "cty.String"),
     ("ami_virtualization_type", "AttrSpec", "cty.String"),
@@ -827,7 +1036,11 @@ const UPSTREAM_SPEC: &[(&str, &str, &str)] = &[
     ("vault_aws_engine", "BlockSpec", ""),
     ("aws_polling", "BlockSpec", ""),
     ("ami_block_device_mappings", "BlockListSpec", ""),
-    ("chroot_mounts", "AttrSpec", "cty.List(cty.List(cty.String))"),
+    (
+        "chroot_mounts",
+        "AttrSpec",
+        "cty.List(cty.List(cty.String))",
+    ),
     ("command_wrapper", "AttrSpec", "cty.String"),
     ("copy_files", "AttrSpec", "cty.List(cty.String)"),
     ("device_path", "AttrSpec", "cty.String"),
@@ -878,8 +1091,10 @@ fn spec_matches_the_upstream_plugin_names_kinds_and_types() {
             Spec::BlockList { .. } => (name.clone(), "BlockListSpec".into(), String::new()),
         })
         .collect();
-    let mut upstream: Vec<(String, String, String)> =
-        UPSTREAM_SPEC.iter().map(|(n, k, t)| (n.to_string(), k.to_string(), t.to_string())).collect();
+    let mut upstream: Vec<(String, String, String)> = UPSTREAM_SPEC
+        .iter()
+        .map(|(n, k, t)| (n.to_string(), k.to_string(), t.to_string()))
+        .collect();
     upstream.sort();
     assert_eq!(ours, upstream);
 }
@@ -887,7 +1102,10 @@ fn spec_matches_the_upstream_plugin_names_kinds_and_types() {
 #[test]
 fn spec_nests_block_bodies() {
     let spec = config_spec();
-    let Some(Spec::BlockList { type_name, nested, .. }) = spec.0.get("tag") else {
+    let Some(Spec::BlockList {
+        type_name, nested, ..
+    }) = spec.0.get("tag")
+    else {
         panic!("tag must be a block list");
     };
     assert_eq!(type_name, "tag");
@@ -895,36 +1113,73 @@ fn spec_nests_block_bodies() {
     let Some(Spec::Block { nested, .. }) = spec.0.get("source_ami_filter") else {
         panic!("source_ami_filter must be a block");
     };
-    assert_eq!(nested.0.keys().collect::<Vec<_>>(), ["filters", "include_deprecated", "most_recent", "owners"]);
-    assert!(matches!(nested.0.get("filters"), Some(Spec::Attr { ty: CtyType::Map(_), .. })));
+    assert_eq!(
+        nested.0.keys().collect::<Vec<_>>(),
+        ["filters", "include_deprecated", "most_recent", "owners"]
+    );
+    assert!(matches!(
+        nested.0.get("filters"),
+        Some(Spec::Attr {
+            ty: CtyType::Map(_),
+            ..
+        })
+    ));
     let Some(Spec::BlockList { nested, .. }) = spec.0.get("ami_block_device_mappings") else {
         panic!("ami_block_device_mappings must be a block list");
     };
     assert_eq!(nested.0.len(), 11);
-    assert!(matches!(nested.0.get("iops"), Some(Spec::Attr { ty: CtyType::Number, .. })));
+    assert!(matches!(
+        nested.0.get("iops"),
+        Some(Spec::Attr {
+            ty: CtyType::Number,
+            ..
+        })
+    ));
     let Some(Spec::Block { nested, .. }) = spec.0.get("assume_role") else {
         panic!("assume_role must be a block");
     };
     assert_eq!(nested.0.len(), 8);
-    for block in ["vault_aws_engine", "aws_polling", "deregistration_protection"] {
-        assert!(matches!(spec.0.get(block), Some(Spec::Block { .. })), "{block}");
+    for block in [
+        "vault_aws_engine",
+        "aws_polling",
+        "deregistration_protection",
+    ] {
+        assert!(
+            matches!(spec.0.get(block), Some(Spec::Block { .. })),
+            "{block}"
+        );
     }
 }
 
 #[test]
 fn docs_list_every_option_with_type_default_and_description() {
     let md = options_markdown();
-    assert!(md.contains("### Chroot options\n\n| Option | Type | Default | Description |\n|---|---|---|---|\n"));
+    assert!(md.contains(
+        "### Chroot options\n\n| Option | Type | Default | Description |\n|---|---|---|---|\n"
+    ));
     assert!(md.contains("| `mount_path` | string (template) | `/mnt/packer-amazon-chroot-volumes/{{.Device}}` | Where the volume is mounted (the chroot root). |"));
     assert!(md.contains("| `root_volume_encrypt_boot` | bool (unset/true/false) | unset (keep the source's encryption) |"));
     assert!(md.contains("| `access_key` | string (secret) | the credential chain |"));
     assert!(md.contains("### `ami_block_device_mappings` block"));
     assert!(md.contains("### `source_ami_filter` block"));
-    for group in [ChrootConfig::OPTIONS, AmiConfig::OPTIONS, SnapshotConfig::OPTIONS, AccessConfig::OPTIONS, BlockDevice::OPTIONS] {
+    for group in [
+        ChrootConfig::OPTIONS,
+        AmiConfig::OPTIONS,
+        SnapshotConfig::OPTIONS,
+        AccessConfig::OPTIONS,
+        BlockDevice::OPTIONS,
+    ] {
         for o in group {
-            assert!(md.contains(&format!("| `{}` |", o.name)), "{} missing", o.name);
+            assert!(
+                md.contains(&format!("| `{}` |", o.name)),
+                "{} missing",
+                o.name
+            );
             assert!(!o.doc.trim().is_empty(), "{} has no doc", o.name);
         }
     }
-    assert!(!md.contains("packer_build_name"), "Packer's own keys are not user options");
+    assert!(
+        !md.contains("packer_build_name"),
+        "Packer's own keys are not user options"
+    );
 }

@@ -93,7 +93,10 @@ fn chroot_rules(config: &Config, out: &mut Outcome) {
     if c.root_volume_size < 0 {
         out.error(
             "root_volume_size",
-            format!("root_volume_size must be a positive number of GiB; got {}", c.root_volume_size),
+            format!(
+                "root_volume_size must be a positive number of GiB; got {}",
+                c.root_volume_size
+            ),
         );
     }
     let virt = &config.ami.ami_virtualization_type;
@@ -107,8 +110,9 @@ fn chroot_rules(config: &Config, out: &mut Outcome) {
     let mappings = &c.ami_block_device_mappings.0;
     if c.from_scratch {
         if !c.source_ami.is_empty() || !c.source_ami_filter.is_empty() {
-            out.warnings
-                .push("source_ami and source_ami_filter are unused when from_scratch is true".into());
+            out.warnings.push(
+                "source_ami and source_ami_filter are unused when from_scratch is true".into(),
+            );
         }
         let required: [(&'static str, bool); 5] = [
             ("root_volume_size", c.root_volume_size == 0),
@@ -134,8 +138,10 @@ fn chroot_rules(config: &Config, out: &mut Outcome) {
                         "root_volume_size is required if ami_block_device_mappings is specified",
                     );
                 }
-                out.warnings
-                    .push("ami_block_device_mappings from source image will be completely overwritten".into());
+                out.warnings.push(
+                    "ami_block_device_mappings from source image will be completely overwritten"
+                        .into(),
+                );
             }
             (false, true) => out.error(
                 "root_device_name",
@@ -168,7 +174,10 @@ fn chroot_rules(config: &Config, out: &mut Outcome) {
         );
     }
     if !c.root_volume_kms_key_id.is_empty() && !valid_kms_key(&c.root_volume_kms_key_id) {
-        out.error("root_volume_kms_key_id", invalid_kms_key("root_volume_kms_key_id", &c.root_volume_kms_key_id));
+        out.error(
+            "root_volume_kms_key_id",
+            invalid_kms_key("root_volume_kms_key_id", &c.root_volume_kms_key_id),
+        );
     }
 
     if !ARCHITECTURES.contains(&c.ami_architecture.as_str()) {
@@ -184,7 +193,10 @@ fn chroot_rules(config: &Config, out: &mut Outcome) {
     if !c.tpm_support.is_empty() && c.tpm_support != "v2.0" {
         out.error(
             "tpm_support",
-            format!("The only valid tpm_support value is \"v2.0\"; got {:?}", c.tpm_support),
+            format!(
+                "The only valid tpm_support value is \"v2.0\"; got {:?}",
+                c.tpm_support
+            ),
         );
     }
     if !c.boot_mode.is_empty() && !BOOT_MODES.contains(&c.boot_mode.as_str()) {
@@ -198,7 +210,10 @@ fn chroot_rules(config: &Config, out: &mut Outcome) {
     }
     if !c.uefi_data.is_empty() {
         if c.boot_mode == "legacy-bios" {
-            out.error("uefi_data", "You can't use uefi_data with boot_mode set to \"legacy-bios\".");
+            out.error(
+                "uefi_data",
+                "You can't use uefi_data with boot_mode set to \"legacy-bios\".",
+            );
         } else if c.boot_mode.is_empty() && c.ami_architecture != "arm64" {
             out.error(
                 "uefi_data",
@@ -224,7 +239,11 @@ fn chroot_rules(config: &Config, out: &mut Outcome) {
 fn block_device_rules(i: usize, b: &BlockDevice, out: &mut Outcome) {
     const OPTION: &str = "ami_block_device_mappings";
     let at = format!("ami_block_device_mappings[{i}]");
-    let name = if b.device_name.is_empty() { at.clone() } else { b.device_name.clone() };
+    let name = if b.device_name.is_empty() {
+        at.clone()
+    } else {
+        b.device_name.clone()
+    };
     if b.device_name.is_empty() {
         out.error(
             OPTION,
@@ -238,7 +257,13 @@ fn block_device_rules(i: usize, b: &BlockDevice, out: &mut Outcome) {
         );
     }
     if b.volume_size < 0 {
-        out.error(OPTION, format!("{at}: volume_size must be a positive number of GiB; got {}", b.volume_size));
+        out.error(
+            OPTION,
+            format!(
+                "{at}: volume_size must be a positive number of GiB; got {}",
+                b.volume_size
+            ),
+        );
     }
     let ratio = match b.volume_type.as_str() {
         "io1" => Some(50),
@@ -263,7 +288,10 @@ fn block_device_rules(i: usize, b: &BlockDevice, out: &mut Outcome) {
         }
     }
     if b.volume_type == "gp3" {
-        if let Some(t) = b.throughput.filter(|t| !(MIN_THROUGHPUT_GP3..=MAX_THROUGHPUT_GP3).contains(t)) {
+        if let Some(t) = b
+            .throughput
+            .filter(|t| !(MIN_THROUGHPUT_GP3..=MAX_THROUGHPUT_GP3).contains(t))
+        {
             out.error(
                 OPTION,
                 format!(
@@ -271,7 +299,10 @@ fn block_device_rules(i: usize, b: &BlockDevice, out: &mut Outcome) {
                 ),
             );
         }
-        if let Some(iops) = b.iops.filter(|n| !(MIN_IOPS_GP3..=MAX_IOPS_GP3).contains(n)) {
+        if let Some(iops) = b
+            .iops
+            .filter(|n| !(MIN_IOPS_GP3..=MAX_IOPS_GP3).contains(n))
+        {
             out.error(
                 OPTION,
                 format!("{at}: IOPS must be between {MIN_IOPS_GP3} and {MAX_IOPS_GP3} for device {name}; got {iops}"),
@@ -297,7 +328,10 @@ fn ami_rules(config: &mut Config, out: &mut Outcome) {
         if name.len() < 3 || name.len() > 128 {
             out.error(
                 "ami_name",
-                format!("ami_name must be between 3 and 128 characters long; {name:?} has {}", name.len()),
+                format!(
+                    "ami_name must be between 3 and 128 characters long; {name:?} has {}",
+                    name.len()
+                ),
             );
         }
         if *name != clean_resource_name(name) {
@@ -341,7 +375,10 @@ fn ami_rules(config: &mut Config, out: &mut Outcome) {
     let empty_region_key = keys.values().any(String::is_empty);
     if !ami.ami_users.is_empty() || !ami.ami_org_arns.is_empty() || !ami.ami_ou_arns.is_empty() {
         if default_key {
-            out.error("ami_users", "Cannot share AMI encrypted with default KMS key");
+            out.error(
+                "ami_users",
+                "Cannot share AMI encrypted with default KMS key",
+            );
         }
         if empty_region_key {
             out.error(
@@ -359,7 +396,10 @@ fn ami_rules(config: &mut Config, out: &mut Outcome) {
             );
         }
         if empty_region_key {
-            out.error("region_kms_key_ids", "Cannot share snapshot encrypted with default KMS key");
+            out.error(
+                "region_kms_key_ids",
+                "Cannot share snapshot encrypted with default KMS key",
+            );
         }
     }
 
@@ -367,7 +407,11 @@ fn ami_rules(config: &mut Config, out: &mut Outcome) {
     if !ami.kms_key_id.is_empty() {
         kms_keys.push(("kms_key_id", &ami.kms_key_id));
     }
-    kms_keys.extend(keys.values().filter(|k| !k.is_empty()).map(|k| ("region_kms_key_ids", k.as_str())));
+    kms_keys.extend(
+        keys.values()
+            .filter(|k| !k.is_empty())
+            .map(|k| ("region_kms_key_ids", k.as_str())),
+    );
     if !kms_keys.is_empty() && !encrypt {
         out.error(
             "encrypt_boot",
@@ -432,18 +476,30 @@ fn access_rules(config: &Config, out: &mut Outcome) {
         );
     }
     if a.max_retries < 0 {
-        out.error("max_retries", format!("max_retries must not be negative; got {}", a.max_retries));
+        out.error(
+            "max_retries",
+            format!("max_retries must not be negative; got {}", a.max_retries),
+        );
     }
     if let Some(p) = &a.aws_polling {
-        for (name, v) in [("max_attempts", p.max_attempts), ("delay_seconds", p.delay_seconds)] {
+        for (name, v) in [
+            ("max_attempts", p.max_attempts),
+            ("delay_seconds", p.delay_seconds),
+        ] {
             if v < 0 {
-                out.error("aws_polling", format!("aws_polling.{name} must not be negative; got {v}"));
+                out.error(
+                    "aws_polling",
+                    format!("aws_polling.{name} must not be negative; got {v}"),
+                );
             }
         }
     }
     let role = &a.assume_role;
     if *role != Default::default() && role.role_arn.is_empty() {
-        out.error("assume_role", "assume_role.role_arn must be set when an assume_role block is given");
+        out.error(
+            "assume_role",
+            "assume_role.role_arn must be set when an assume_role block is given",
+        );
     }
     if role.duration_seconds != 0 && !ASSUME_ROLE_DURATION.contains(&role.duration_seconds) {
         out.error(
@@ -470,13 +526,16 @@ pub(super) fn valid_kms_key(key: &str) -> bool {
         // `[a-f0-9]+[a-f0-9-]+`: at least two characters, starting with hex.
         s.len() >= 2
             && s.as_bytes()[0].is_ascii_hexdigit()
-            && s.bytes().all(|b| matches!(b, b'a'..=b'f' | b'0'..=b'9' | b'-'))
+            && s.bytes()
+                .all(|b| matches!(b, b'a'..=b'f' | b'0'..=b'9' | b'-'))
             && !s.as_bytes()[0].is_ascii_uppercase()
     };
     let mrk = |s: &str| s.strip_prefix("mrk-").is_some_and(key_id);
     let alias = |s: &str| {
         s.strip_prefix("alias/").is_some_and(|n| {
-            !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b))
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b))
         })
     };
     if key_id(key) || mrk(key) || alias(key) {
@@ -487,9 +546,13 @@ pub(super) fn valid_kms_key(key: &str) -> bool {
     };
     // partition: aws, aws-xx, aws-xx-gov
     let mut parts = rest.splitn(5, ':');
-    let (Some(partition), Some(service), Some(region), Some(account), Some(resource)) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(partition), Some(service), Some(region), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return false;
     };
     let partition_ok = match partition.strip_prefix("aws") {
@@ -497,13 +560,18 @@ pub(super) fn valid_kms_key(key: &str) -> bool {
         Some(p) => {
             let p = p.strip_prefix('-').unwrap_or("!");
             let (cc, gov) = p.split_once('-').map_or((p, None), |(a, b)| (a, Some(b)));
-            cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_lowercase()) && matches!(gov, None | Some("gov"))
+            cc.len() == 2
+                && cc.bytes().all(|b| b.is_ascii_lowercase())
+                && matches!(gov, None | Some("gov"))
         }
         None => false,
     };
     let region_ok = region.is_empty() || valid_region(region);
     let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-    let resource_ok = resource.strip_prefix("key/").is_some_and(|k| key_id(k) || mrk(k)) || alias(resource);
+    let resource_ok = resource
+        .strip_prefix("key/")
+        .is_some_and(|k| key_id(k) || mrk(k))
+        || alias(resource);
     partition_ok && service == "kms" && region_ok && account_ok && resource_ok
 }
 

@@ -409,15 +409,24 @@ mod tests {
         let t = UtcDateTime::from_unix(951_782_400, 0); // 2000-02-29
         assert_eq!((t.year, t.month, t.day, t.yday), (2000, 2, 29, 60));
         let t = UtcDateTime::from_unix(-1, 0);
-        assert_eq!((t.year, t.month, t.day, t.hour, t.second), (1969, 12, 31, 23, 59));
+        assert_eq!(
+            (t.year, t.month, t.day, t.hour, t.second),
+            (1969, 12, 31, 23, 59)
+        );
     }
 
     #[test]
     fn formats_go_reference_layouts() {
         let t = sample();
-        assert_eq!(t.format_go("2006-01-02T15:04:05Z07:00"), "2009-02-13T23:31:30Z");
+        assert_eq!(
+            t.format_go("2006-01-02T15:04:05Z07:00"),
+            "2009-02-13T23:31:30Z"
+        );
         assert_eq!(t.format_go("2006-01-02"), "2009-02-13");
-        assert_eq!(t.format_go("Mon Jan _2 3:4:5 PM MST 06"), "Fri Feb 13 11:31:30 PM UTC 09");
+        assert_eq!(
+            t.format_go("Mon Jan _2 3:4:5 PM MST 06"),
+            "Fri Feb 13 11:31:30 PM UTC 09"
+        );
         assert_eq!(t.format_go("Monday, January 2"), "Friday, February 13");
         assert_eq!(t.format_go("20060102-150405"), "20090213-233130");
         assert_eq!(t.format_go("15:04:05.000"), "23:31:30.123");
@@ -429,15 +438,27 @@ mod tests {
     #[test]
     fn formats_strftime_directives() {
         let t = sample();
-        assert_eq!(t.format_strftime("%Y-%m-%d %H:%M:%S"), "2009-02-13 23:31:30");
-        assert_eq!(t.format_strftime("%a %b %e %j %y %%"), "Fri Feb 13 044 09 %");
-        assert_eq!(t.format_strftime("%F %T %Z %Q"), "2009-02-13 23:31:30 UTC %Q");
+        assert_eq!(
+            t.format_strftime("%Y-%m-%d %H:%M:%S"),
+            "2009-02-13 23:31:30"
+        );
+        assert_eq!(
+            t.format_strftime("%a %b %e %j %y %%"),
+            "Fri Feb 13 044 09 %"
+        );
+        assert_eq!(
+            t.format_strftime("%F %T %Z %Q"),
+            "2009-02-13 23:31:30 UTC %Q"
+        );
     }
 
     #[test]
     fn parses_rfc3339_like_go() {
         assert_eq!(parse_rfc3339("2009-02-13T23:31:30Z"), Some(1_234_567_890));
-        assert_eq!(parse_rfc3339("2009-02-14T00:31:30.5+01:00"), Some(1_234_567_890));
+        assert_eq!(
+            parse_rfc3339("2009-02-14T00:31:30.5+01:00"),
+            Some(1_234_567_890)
+        );
         assert_eq!(parse_rfc3339("2009-02-30T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("2009-02-13 23:31:30Z"), None);
         assert_eq!(parse_rfc3339("2009-02-13T23:31:30"), None);

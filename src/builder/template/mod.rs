@@ -90,7 +90,10 @@ impl fmt::Debug for TemplateContext {
             .field("template_path", &self.template_path)
             .field(
                 "user_variables",
-                &self.user_variables.as_ref().map(|v| v.keys().collect::<Vec<_>>()),
+                &self
+                    .user_variables
+                    .as_ref()
+                    .map(|v| v.keys().collect::<Vec<_>>()),
             )
             .field("now", &self.now)
             .finish()
@@ -103,10 +106,7 @@ impl TemplateContext {
         TemplateContext {
             build_name: settings.build_name.clone(),
             build_type: settings.builder_type.clone(),
-            packer_version: settings
-                .core_version
-                .clone()
-                .filter(|v| !v.is_empty()),
+            packer_version: settings.core_version.clone().filter(|v| !v.is_empty()),
             template_path: settings.template_path.clone().filter(|p| !p.is_empty()),
             user_variables: match kind {
                 TemplateKind::Json => Some(settings.user_variables.clone()),
@@ -471,7 +471,9 @@ impl Parser {
                                     '"' => '"',
                                     '\'' => '\'',
                                     other => {
-                                        return err(format!("unsupported escape \\{other} in string"))
+                                        return err(format!(
+                                            "unsupported escape \\{other} in string"
+                                        ))
                                     }
                                 });
                             }
@@ -497,7 +499,8 @@ impl Parser {
                     while j < chars.len() && chars[j].1 == '.' {
                         let start = j + 1;
                         let mut k = start;
-                        while k < chars.len() && (chars[k].1.is_alphanumeric() || chars[k].1 == '_') {
+                        while k < chars.len() && (chars[k].1.is_alphanumeric() || chars[k].1 == '_')
+                        {
                             k += 1;
                         }
                         if k == start {
@@ -517,7 +520,9 @@ impl Parser {
                 c if c.is_ascii_digit() || c == '-' || c == '+' => {
                     let start = i;
                     i += 1;
-                    while i < chars.len() && (chars[i].1.is_ascii_alphanumeric() || chars[i].1 == '_') {
+                    while i < chars.len()
+                        && (chars[i].1.is_ascii_alphanumeric() || chars[i].1 == '_')
+                    {
                         i += 1;
                     }
                     let text: String = chars[start..i].iter().map(|(_, c)| *c).collect();
@@ -530,7 +535,9 @@ impl Parser {
                     while i < chars.len() && (chars[i].1.is_alphanumeric() || chars[i].1 == '_') {
                         i += 1;
                     }
-                    tokens.push(Token::Ident(chars[start..i].iter().map(|(_, c)| *c).collect()));
+                    tokens.push(Token::Ident(
+                        chars[start..i].iter().map(|(_, c)| *c).collect(),
+                    ));
                 }
                 '$' => return err("template variables ($x) are not supported"),
                 other => return err(format!("unexpected {other:?} in action")),
@@ -553,7 +560,12 @@ impl Parser {
         Ok(Pipeline(commands))
     }
 
-    fn command(&self, tokens: &[Token], pos: &mut usize, piped: bool) -> Result<Command, TemplateError> {
+    fn command(
+        &self,
+        tokens: &[Token],
+        pos: &mut usize,
+        piped: bool,
+    ) -> Result<Command, TemplateError> {
         let mut operands = Vec::new();
         let mut func = None;
         while let Some(t) = tokens.get(*pos) {
@@ -586,7 +598,9 @@ impl Parser {
                     } else {
                         format!("{min} to {max}")
                     };
-                    return err(format!("wrong number of args for {name}: want {want} got {given}"));
+                    return err(format!(
+                        "wrong number of args for {name}: want {want} got {given}"
+                    ));
                 }
                 Ok(Command::Call(f, operands))
             }
@@ -627,7 +641,9 @@ impl Parser {
 
     fn check_field(&self, path: &[String]) -> Result<(), TemplateError> {
         let Some(first) = path.first() else {
-            return err("the data itself ({{.}}) cannot be printed; use a field such as {{.Device}}");
+            return err(
+                "the data itself ({{.}}) cannot be printed; use a field such as {{.Device}}",
+            );
         };
         if !self.allowed.contains(&first.as_str()) {
             if self.allowed.is_empty() {
@@ -636,11 +652,18 @@ impl Parser {
                 ));
             }
             let list: Vec<String> = self.allowed.iter().map(|f| format!(".{f}")).collect();
-            return err(format!(".{first} is not available here (available: {})", list.join(", ")));
+            return err(format!(
+                ".{first} is not available here (available: {})",
+                list.join(", ")
+            ));
         }
         let depth = if first == "SourceAMITags" { 2 } else { 1 };
         if path.len() > depth {
-            return err(format!("can't evaluate field {} of .{}", path[depth], path[..depth].join(".")));
+            return err(format!(
+                "can't evaluate field {} of .{}",
+                path[depth],
+                path[..depth].join(".")
+            ));
         }
         Ok(())
     }
@@ -731,7 +754,10 @@ impl Eval<'_> {
             last = Some(match command {
                 Command::Operand(o) => self.operand(o)?,
                 Command::Call(f, args) => {
-                    let mut values = args.iter().map(|a| self.operand(a)).collect::<Result<Vec<_>, _>>()?;
+                    let mut values = args
+                        .iter()
+                        .map(|a| self.operand(a))
+                        .collect::<Result<Vec<_>, _>>()?;
                     values.extend(last.take());
                     self.call(*f, values)?
                 }
@@ -748,14 +774,21 @@ impl Eval<'_> {
             Operand::Paren(p) => self.pipeline(p),
             Operand::Field(path) => {
                 let Some(value) = self.data.field(&path[0]) else {
-                    return err(format!(".{} has no value at this point of the build", path[0]));
+                    return err(format!(
+                        ".{} has no value at this point of the build",
+                        path[0]
+                    ));
                 };
                 match (value, path.get(1)) {
                     (v, None) => Ok(v),
-                    (Value::Map(m), Some(key)) => {
-                        Ok(m.get(key).cloned().map(Value::Str).unwrap_or(Value::Missing))
+                    (Value::Map(m), Some(key)) => Ok(m
+                        .get(key)
+                        .cloned()
+                        .map(Value::Str)
+                        .unwrap_or(Value::Missing)),
+                    (v, Some(key)) => {
+                        err(format!("can't evaluate field {key} in type {}", v.kind()))
                     }
-                    (v, Some(key)) => err(format!("can't evaluate field {key} in type {}", v.kind())),
                 }
             }
         }
@@ -767,13 +800,19 @@ impl Eval<'_> {
         let s = |i: usize| -> Result<&str, TemplateError> {
             match &args[i] {
                 Value::Str(s) => Ok(s.as_str()),
-                other => err(format!("wrong type for value; expected string; got {}", other.kind())),
+                other => err(format!(
+                    "wrong type for value; expected string; got {}",
+                    other.kind()
+                )),
             }
         };
         let int = |i: usize| -> Result<i64, TemplateError> {
             match &args[i] {
                 Value::Int(n) => Ok(*n),
-                other => err(format!("wrong type for value; expected int; got {}", other.kind())),
+                other => err(format!(
+                    "wrong type for value; expected int; got {}",
+                    other.kind()
+                )),
             }
         };
         let out = match f {

@@ -10,7 +10,10 @@ fn context() -> Arc<TemplateContext> {
         build_type: "amazon-chroot".into(),
         packer_version: Some("1.11.2".into()),
         template_path: Some("/srv/templates/web.json".into()),
-        user_variables: Some(BTreeMap::from([("region".to_string(), "eu-west-1".to_string())])),
+        user_variables: Some(BTreeMap::from([(
+            "region".to_string(),
+            "eu-west-1".to_string(),
+        )])),
         now: UNIX_EPOCH + Duration::from_secs(NOW),
     })
 }
@@ -29,12 +32,18 @@ fn renders_timestamp_as_unix_seconds() {
 fn renders_isotime_with_go_layouts() {
     assert_eq!(now("{{isotime}}").unwrap(), "2009-02-13T23:31:30Z");
     assert_eq!(now(r#"{{isotime "2006-01-02"}}"#).unwrap(), "2009-02-13");
-    assert_eq!(now("{{isotime `2006-01-02 15:04`}}").unwrap(), "2009-02-13 23:31");
+    assert_eq!(
+        now("{{isotime `2006-01-02 15:04`}}").unwrap(),
+        "2009-02-13 23:31"
+    );
 }
 
 #[test]
 fn renders_strftime() {
-    assert_eq!(now(r#"{{strftime "%Y%m%d-%H%M"}}"#).unwrap(), "20090213-2331");
+    assert_eq!(
+        now(r#"{{strftime "%Y%m%d-%H%M"}}"#).unwrap(),
+        "20090213-2331"
+    );
 }
 
 #[test]
@@ -74,20 +83,32 @@ fn renders_string_functions() {
     assert_eq!(now(r#"{{replace "a" "b" -1 "aaa"}}"#).unwrap(), "bbb");
     assert_eq!(now(r#"{{replace_all "a" "b" "aaa"}}"#).unwrap(), "bbb");
     assert_eq!(now(r#"{{split "a-b-c" "-" 1}}"#).unwrap(), "b");
-    assert!(now(r#"{{split "a-b-c" "-" 5}}"#).unwrap_err().0.contains("only 3 values"));
+    assert!(now(r#"{{split "a-b-c" "-" 5}}"#)
+        .unwrap_err()
+        .0
+        .contains("only 3 values"));
 }
 
 #[test]
 fn cleans_resource_names() {
-    assert_eq!(clean_resource_name("a:b*c (1) [x]/y'z@w_v.-"), "a-b-c (1) [x]/y'z@w_v.-");
+    assert_eq!(
+        clean_resource_name("a:b*c (1) [x]/y'z@w_v.-"),
+        "a-b-c (1) [x]/y'z@w_v.-"
+    );
     assert_eq!(clean_resource_name("é"), "--");
     assert_eq!(now(r#"{{clean_resource_name "a:b"}}"#).unwrap(), "a-b");
 }
 
 #[test]
 fn passes_pipes_as_last_argument() {
-    assert_eq!(now("{{ timestamp | clean_resource_name }}").unwrap(), "1234567890");
-    assert_eq!(now(r#"{{ isotime "2006-01-02 15:04" | clean_resource_name | upper }}"#).unwrap(), "2009-02-13 23-31");
+    assert_eq!(
+        now("{{ timestamp | clean_resource_name }}").unwrap(),
+        "1234567890"
+    );
+    assert_eq!(
+        now(r#"{{ isotime "2006-01-02 15:04" | clean_resource_name | upper }}"#).unwrap(),
+        "2009-02-13 23-31"
+    );
     assert_eq!(now(r#"{{ "a,b" | replace_all "," "-" }}"#).unwrap(), "a-b");
     assert_eq!(now(r#"{{ upper (lower "AbC") }}"#).unwrap(), "ABC");
 }
@@ -96,7 +117,10 @@ fn passes_pipes_as_last_argument() {
 fn renders_uuid_in_time_ordered_form() {
     let u = now("{{uuid}}").unwrap();
     let parts: Vec<&str> = u.split('-').collect();
-    assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), vec![8, 4, 4, 4, 12]);
+    assert_eq!(
+        parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+        vec![8, 4, 4, 4, 12]
+    );
     assert_eq!(parts[0], format!("{:08x}", NOW));
     assert_ne!(u, now("{{uuid}}").unwrap());
 }
@@ -109,11 +133,24 @@ fn trims_whitespace_around_dash_delimiters_and_drops_comments() {
 
 #[test]
 fn rejects_syntax_errors() {
-    for bad in ["foo {{", "{{ timestamp", "{{ nosuch }}", r#"{{ "a" "b" }}"#, "{{ if true }}x{{ end }}", "{{ upper }}"] {
+    for bad in [
+        "foo {{",
+        "{{ timestamp",
+        "{{ nosuch }}",
+        r#"{{ "a" "b" }}"#,
+        "{{ if true }}x{{ end }}",
+        "{{ upper }}",
+    ] {
         assert!(now(bad).is_err(), "{bad} should fail");
     }
-    assert_eq!(now("{{ upper }}").unwrap_err().0, "wrong number of args for upper: want 1 got 0");
-    assert_eq!(now("{{ nosuch }}").unwrap_err().0, "function \"nosuch\" not defined");
+    assert_eq!(
+        now("{{ upper }}").unwrap_err().0,
+        "wrong number of args for upper: want 1 got 0"
+    );
+    assert_eq!(
+        now("{{ nosuch }}").unwrap_err().0,
+        "function \"nosuch\" not defined"
+    );
 }
 
 #[test]
@@ -130,7 +167,11 @@ fn renders_data_fields_late() {
         ..Default::default()
     };
     assert_eq!(t.render(&data).unwrap(), "sudo mount /dev/xvdf /mnt");
-    assert!(t.render(&TemplateData::default()).unwrap_err().0.contains(".Command has no value"));
+    assert!(t
+        .render(&TemplateData::default())
+        .unwrap_err()
+        .0
+        .contains(".Command has no value"));
 }
 
 #[test]
@@ -159,7 +200,10 @@ fn renders_build_info_and_source_ami_tags() {
         }),
         ..Default::default()
     };
-    assert_eq!(t.render(&data).unwrap(), "debian-12 in us-east-1 (debian, spaced, <no value>)");
+    assert_eq!(
+        t.render(&data).unwrap(),
+        "debian-12 in us-east-1 (debian, spaced, <no value>)"
+    );
 }
 
 #[test]
