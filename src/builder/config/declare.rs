@@ -1,5 +1,5 @@
 //! The machinery behind the option declarations in `options.rs`: one
-//! [`options!`] entry per option yields the struct field, the HCL2 spec
+//! `options!` entry per option yields the struct field, the HCL2 spec
 //! entry, the decoder and the docs row.
 //!
 //! Decoding follows what the Go SDK's `config.Decode` does with
@@ -55,7 +55,7 @@ pub struct OptionDesc {
     pub interp: Interp,
 }
 
-/// A struct of options declared with [`options!`]: a group of top-level
+/// A struct of options declared with `options!`: a group of top-level
 /// options or the body of a block.
 pub trait OptionGroup: Default + Sized {
     /// Heading of the group in the docs.

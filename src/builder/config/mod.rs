@@ -19,8 +19,8 @@ pub use options::{
     DeregistrationProtection, KeyValue, PackerKeys, SnapshotConfig, VaultAwsEngine,
 };
 
-use crate::builder::template::TemplateContext;
-use crate::plugin::api::{OnError, PrepareArgs, PrepareErrors, Prepared};
+use crate::builder::template::{TemplateContext, TemplateData, TemplateError};
+use crate::plugin::api::{Map, OnError, PrepareArgs, PrepareErrors, Prepared};
 use crate::plugin::spec::{ObjectSpec, Spec};
 use declare::{Decoder, OptionDesc, OptionGroup, Shape};
 
@@ -36,6 +36,9 @@ pub const GENERATED_DATA: &[&str] = &[
     "SourceAMIOwnerName",
     "Device",
     "MountPath",
+    // Not announced upstream (§8.8 of the reference): lets HCL2 use
+    // `build.SourceAMITags["Key"]`. The pipeline sets it as a map of strings.
+    "SourceAMITags",
 ];
 
 /// The extra chroot mounts used when `chroot_mounts` is unset or empty.
@@ -137,17 +140,18 @@ impl Config {
     /// On success also returns the generated-data names and the warnings.
     pub fn from_prepare(args: &PrepareArgs) -> Result<(Config, Prepared), PrepareErrors> {
         let context = Arc::new(TemplateContext::from_settings(&args.packer, args.kind));
+        let options = unwrap_cty_json(&args.config);
         let mut d = Decoder {
             kind: args.kind,
             context: context.clone(),
             errors: Vec::new(),
         };
-        d.check_keys(&args.config, "", &groups());
+        d.check_keys(options, "", &groups());
         let mut config = Config {
-            chroot: ChrootConfig::decode_fields(&args.config, "", None, &mut d),
-            ami: AmiConfig::decode_fields(&args.config, "", None, &mut d),
-            snapshot: SnapshotConfig::decode_fields(&args.config, "", None, &mut d),
-            access: AccessConfig::decode_fields(&args.config, "", None, &mut d),
+            chroot: ChrootConfig::decode_fields(options, "", None, &mut d),
+            ami: AmiConfig::decode_fields(options, "", None, &mut d),
+            snapshot: SnapshotConfig::decode_fields(options, "", None, &mut d),
+            access: AccessConfig::decode_fields(options, "", None, &mut d),
             run: RunSettings {
                 build_name: args.packer.build_name.clone(),
                 debug: args.packer.debug,
@@ -208,9 +212,28 @@ impl Config {
         }
     }
 
+    /// `command` wrapped with `command_wrapper` (e.g. `sudo {{.Command}}`):
+    /// the text every host command is run with.
+    pub fn wrap_command(&self, command: &str) -> Result<String, TemplateError> {
+        self.chroot.command_wrapper.render(&TemplateData {
+            command: Some(command.to_string()),
+            ..Default::default()
+        })
+    }
+
     /// The files to copy into the chroot (none when unset with `from_scratch`).
     pub fn copy_files(&self) -> &[String] {
         self.chroot.copy_files.as_deref().unwrap_or(&[])
+    }
+}
+
+/// HCL2 options as Packer sends them are `{"value": …, "type": …}`
+/// (cty JSON); the wire layer normally unwraps that, but accepting both
+/// keeps the builder independent of where it happens.
+fn unwrap_cty_json(config: &Map) -> &Map {
+    match (config.get("value"), config.get("type")) {
+        (Some(serde_json::Value::Object(value)), Some(_)) if config.len() == 2 => value,
+        _ => config,
     }
 }
 

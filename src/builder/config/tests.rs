@@ -147,6 +147,24 @@ fn decodes_hcl2_config_with_nulls_for_unset_options() {
 }
 
 #[test]
+fn accepts_hcl2_options_still_wrapped_as_cty_json() {
+    let inner = hcl2_args(json!({"ami_name": "wrapped", "source_ami": "ami-1"})).config;
+    let mut args = hcl2_args(json!({}));
+    args.config = object(json!({"value": inner, "type": ["object", {}]}));
+    let (c, _) = prepare(&args);
+    assert_eq!(c.ami.ami_name, "wrapped");
+}
+
+#[test]
+fn wraps_host_commands_with_command_wrapper() {
+    let (c, _) = ok(json!({"command_wrapper": "sudo -n {{.Command}}"}));
+    assert_eq!(
+        c.wrap_command("umount /mnt/x").unwrap(),
+        "sudo -n umount /mnt/x"
+    );
+}
+
+#[test]
 fn decodes_json_floats_as_whole_numbers() {
     let (c, _) = ok(json!({"root_volume_size": 10.0, "max_retries": 3.0}));
     assert_eq!((c.chroot.root_volume_size, c.access.max_retries), (10, 3));
@@ -450,7 +468,7 @@ fn skips_follow_up_errors_of_options_that_failed_to_decode() {
 }
 
 #[test]
-fn returns_generated_data_names_in_upstream_order() {
+fn returns_generated_data_names_in_upstream_order_plus_source_ami_tags() {
     let (_, p) = ok(json!({}));
     assert_eq!(
         p.generated_vars,
@@ -462,7 +480,8 @@ fn returns_generated_data_names_in_upstream_order() {
             "SourceAMIOwner",
             "SourceAMIOwnerName",
             "Device",
-            "MountPath"
+            "MountPath",
+            "SourceAMITags"
         ]
     );
 }
