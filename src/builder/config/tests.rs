@@ -311,7 +311,11 @@ fn leaves_aws_polling_unset_when_absent() {
 fn rejects_unknown_key() {
     one_error(
         json!({"ami_nmae": "x"}),
-        "unknown configuration key: '\"ami_nmae\"'",
+        "unknown configuration key: '\"ami_nmae\"'; did you mean \"ami_name\"?",
+    );
+    one_error(
+        json!({"colour": "x"}),
+        "unknown configuration key: '\"colour\"'",
     );
 }
 
