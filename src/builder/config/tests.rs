@@ -510,6 +510,28 @@ fn redacts_secrets_in_debug_output() {
 }
 
 #[test]
+fn collects_credentials_and_sensitive_user_variables_as_secrets() {
+    let mut args = json_args(json!({"access_key": "AKID", "secret_key": "SK"}));
+    args.packer
+        .user_variables
+        .insert("db_password".into(), "hunter2".into());
+    args.packer.sensitive_variables = vec!["db_password".into(), "unset".into()];
+    let (c, _) = prepare(&args);
+    let secrets: Vec<&str> = c.secrets.iter().map(Secret::expose).collect();
+    assert_eq!(secrets, ["AKID", "SK", "hunter2"]);
+}
+
+#[test]
+fn rejects_provisioned_iops_volume_type_with_from_scratch() {
+    let mut cfg = from_scratch_config();
+    cfg["root_volume_type"] = json!("io1");
+    one_error(
+        cfg,
+        "root_volume_type \"io1\" is not supported with from_scratch",
+    );
+}
+
+#[test]
 fn deduplicates_ami_regions_and_drops_the_build_region() {
     let (c, _) = ok(
         json!({"region": "us-east-1", "ami_regions": ["eu-west-1", "us-east-1", "eu-west-1", "ap-south-1"]}),
