@@ -12,7 +12,9 @@
 //! - [`confine`]: resolving paths inside the chroot without escaping it.
 //! - [`communicator`]: the [`ChrootCommunicator`] provisioners use.
 
+pub mod communicator;
 pub mod confine;
+pub mod copy_files;
 pub mod device;
 pub mod host_shell;
 pub mod lock;
@@ -20,4 +22,6 @@ pub mod mounts;
 #[cfg(test)]
 mod test_fixtures;
 
+pub use communicator::ChrootCommunicator;
 pub use lock::DeviceLock;
+pub use mounts::ChrootMounts;

@@ -139,7 +139,7 @@ pub enum MountError {
         /// The mount path.
         path: PathBuf,
         /// The failed command.
-        source: HostCommandError,
+        source: Box<HostCommandError>,
     },
     /// An extra mount failed.
     #[error("Error mounting {fstype} {source_path:?} on {dest:?}: {source}")]
@@ -151,7 +151,7 @@ pub enum MountError {
         /// The host path mounted on.
         dest: PathBuf,
         /// The failed command.
-        source: HostCommandError,
+        source: Box<HostCommandError>,
     },
     /// An extra mount's destination leaves the chroot.
     #[error("chroot_mounts destination: {0}")]
@@ -256,7 +256,7 @@ impl ChrootMounts {
             return Err(MountError::Root {
                 device: device.to_path_buf(),
                 path: root,
-                source,
+                source: Box::new(source),
             });
         }
         tracing::info!(device = %device.display(), path = %root.display(), "root volume mounted");
@@ -314,7 +314,7 @@ impl ChrootMounts {
                     fstype: m.fstype.clone(),
                     source_path: m.source.clone(),
                     dest: dest.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             self.mounted.push(dest);
         }

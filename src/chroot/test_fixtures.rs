@@ -114,13 +114,17 @@ impl Drop for MountGuard {
 }
 
 /// Makes `root` a minimal root file system: a static busybox with its
-/// applets linked in `/bin`, plus `/etc`, `/tmp` and `/root`.
+/// applets linked in `/bin`, `/dev/null`, `/etc`, `/tmp` and `/root`.
 pub fn busybox_rootfs(root: &Path) {
-    for d in ["bin", "etc", "tmp", "root"] {
+    for d in ["bin", "dev", "etc", "tmp", "root"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
     sh(Command::new("chroot")
         .arg(root)
         .args(["/bin/busybox", "--install", "-s", "/bin"]));
+    // The shell redirects background jobs' stdin from /dev/null.
+    sh(Command::new("mknod")
+        .arg(root.join("dev/null"))
+        .args(["c", "1", "3"]));
 }
