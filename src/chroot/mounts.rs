@@ -230,11 +230,13 @@ impl ChrootMounts {
             path: mount_path.to_path_buf(),
             source,
         })?;
-        let created_root_dir = !root.exists();
-        std::fs::create_dir_all(&root).map_err(|source| MountError::CreateDir {
-            path: root.clone(),
-            source,
-        })?;
+        let created_root_dir = !tokio::fs::try_exists(&root).await.unwrap_or(false);
+        tokio::fs::create_dir_all(&root)
+            .await
+            .map_err(|source| MountError::CreateDir {
+                path: root.clone(),
+                source,
+            })?;
         let already = mount_points().map_err(MountError::Mountinfo)?;
         if already.iter().any(|m| m == &root) {
             return Err(MountError::AlreadyMounted(root));
@@ -293,10 +295,12 @@ impl ChrootMounts {
     ) -> Result<(), MountError> {
         for m in mounts {
             let dest = resolve_in_root(&self.root, Path::new(&m.dest), FinalSymlink::Follow)?;
-            std::fs::create_dir_all(&dest).map_err(|source| MountError::CreateDir {
-                path: dest.clone(),
-                source,
-            })?;
+            tokio::fs::create_dir_all(&dest)
+                .await
+                .map_err(|source| MountError::CreateDir {
+                    path: dest.clone(),
+                    source,
+                })?;
             let kind = if m.fstype == "bind" {
                 "--bind".to_string()
             } else {
