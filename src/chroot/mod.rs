@@ -12,6 +12,8 @@
 //! - [`confine`]: resolving paths inside the chroot without escaping it.
 //! - [`communicator`]: the [`ChrootCommunicator`] provisioners use.
 
+#![warn(missing_docs)]
+
 pub mod communicator;
 pub mod confine;
 pub mod copy_files;

@@ -153,6 +153,14 @@ pub enum MountError {
         /// The failed command.
         source: Box<HostCommandError>,
     },
+    /// A new mount could not be made private (kept from propagating).
+    #[error("cannot make the mount on {path:?} private: {source}")]
+    Private {
+        /// The mount point.
+        path: PathBuf,
+        /// The failed command.
+        source: Box<HostCommandError>,
+    },
     /// An extra mount's destination leaves the chroot.
     #[error("chroot_mounts destination: {0}")]
     Confine(#[from] ConfineError),
@@ -262,13 +270,22 @@ impl ChrootMounts {
             });
         }
         tracing::info!(device = %device.display(), path = %root.display(), "root volume mounted");
-        Ok(Self {
+        let mut mounts = Self {
             shell,
             mounted: vec![root.clone()],
             root,
             created_root_dir,
             policy: BusyPolicy::default(),
-        })
+        };
+        let root = mounts.root.clone();
+        if let Err(source) = make_private(&mounts.shell, &root, cancel).await {
+            let _ = mounts.unmount_all().await;
+            return Err(MountError::Private {
+                path: root,
+                source: Box::new(source),
+            });
+        }
+        Ok(mounts)
     }
 
     /// Replaces the busy-mount policy used by [`ChrootMounts::unmount_all`].
@@ -320,7 +337,13 @@ impl ChrootMounts {
                     dest: dest.clone(),
                     source: Box::new(source),
                 })?;
-            self.mounted.push(dest);
+            self.mounted.push(dest.clone());
+            make_private(&self.shell, &dest, cancel)
+                .await
+                .map_err(|source| MountError::Private {
+                    path: dest,
+                    source: Box::new(source),
+                })?;
         }
         Ok(())
     }
@@ -375,6 +398,22 @@ impl ChrootMounts {
             Err(UnmountErrors(errors))
         }
     }
+}
+
+/// Takes a fresh mount out of any peer group. On systemd hosts every mount
+/// is shared, and a bind of `/dev` joins the host's peer group: the
+/// chroot's `/dev/pts` mount (and its unmount) would then propagate to the
+/// host's `/dev`.
+async fn make_private(
+    shell: &HostShell,
+    path: &Path,
+    cancel: &CancellationToken,
+) -> Result<(), HostCommandError> {
+    let cmd = format!(
+        "mount --make-private {}",
+        shell_quote(&path.to_string_lossy())
+    );
+    shell.run(&cmd, cancel).await.map(|_| ())
 }
 
 /// Recovery: unmounts everything mounted at or below `mount_path` (per
