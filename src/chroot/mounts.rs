@@ -400,6 +400,17 @@ impl ChrootMounts {
     }
 }
 
+impl Drop for ChrootMounts {
+    /// Unmounting is async and may need to terminate processes, so it
+    /// cannot happen here; a forgotten unmount is at least made visible
+    /// ([`unmount_all_under`] recovers).
+    fn drop(&mut self) {
+        if !self.mounted.is_empty() {
+            tracing::error!(root = %self.root.display(), mounts = ?self.mounted, "chroot mounts dropped while still mounted");
+        }
+    }
+}
+
 /// Takes a fresh mount out of any peer group. On systemd hosts every mount
 /// is shared, and a bind of `/dev` joins the host's peer group: the
 /// chroot's `/dev/pts` mount (and its unmount) would then propagate to the
