@@ -185,6 +185,8 @@ impl Communicator for LocalCommunicator {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            // Own process group, so cancelling kills the whole command tree.
+            .process_group(0)
             .spawn()?;
         if let (Some(mut from), Some(mut to)) = (cmd.stdin, child.stdin.take()) {
             tokio::spawn(async move {
@@ -198,7 +200,11 @@ impl Communicator for LocalCommunicator {
             let status = tokio::select! {
                 s = child.wait() => s.ok().and_then(|s| s.code()).unwrap_or(-1),
                 _ = cancel.cancelled() => {
-                    let _ = child.kill().await;
+                    if let Some(pid) = child.id() {
+                        let group = format!("-{pid}");
+                        let _ = tokio::process::Command::new("kill").args(["-KILL", "--", &group]).status().await;
+                    }
+                    let _ = child.wait().await;
                     -1
                 }
             };

@@ -316,6 +316,9 @@ fn hcl2_build_reports_prepare_errors_and_spec_type_errors() {
 
 #[test]
 fn ctrl_c_cancels_a_running_provisioner_and_packer_exits() {
+    // The provisioner ignores SIGINT (as many real commands in a chroot
+    // do), so only the plugin's cancellation can stop it: Packer's
+    // Builder.Cancel, the plugin's Hook.Cancel, the communicator's kill.
     let p = Project::new();
     let d = p.path().display();
     let marker = p.path().join("woke");
@@ -324,12 +327,15 @@ fn ctrl_c_cancels_a_running_provisioner_and_packer_exits() {
         &format!(
             r#"{{"builders": [{{"type": "wiretest"}}],
   "provisioners": [{{"type": "shell", "remote_folder": "{d}",
-    "inline": ["echo sleeping", "sleep 30", "touch {}"]}}]}}"#,
+    "inline": ["trap '' INT", "echo sleeping", "sleep 30", "touch {}"]}}]}}"#,
             marker.display()
         ),
     );
     let log = p.path().join("out.log");
+    let packer_log = p.path().join("packer.log");
     let mut cmd = p.command(&["build", "t.json"]);
+    cmd.env("PACKER_LOG", "1")
+        .env("PACKER_LOG_PATH", &packer_log);
     let file = std::fs::File::create(&log).unwrap();
     cmd.stdout(file.try_clone().unwrap()).stderr(file);
     let mut child = cmd.spawn().unwrap();
@@ -368,6 +374,8 @@ fn ctrl_c_cancels_a_running_provisioner_and_packer_exits() {
     assert!(started.elapsed() < Duration::from_secs(10), "{out}");
     assert!(out.contains("wiretest: wiretest: cancelled"), "{out}");
     assert!(out.contains("wiretest: build cancelled"), "{out}");
+    let packer_log = std::fs::read_to_string(&packer_log).unwrap();
+    assert!(packer_log.contains("sending Hook.Cancel"), "{packer_log}");
     assert!(
         !marker.exists(),
         "the provisioner kept running after Ctrl-C"
