@@ -717,13 +717,21 @@ async fn plugin_exits_cleanly_when_packer_hangs_up() {
 
 #[test]
 fn describe_is_json_and_fast() {
-    let started = Instant::now();
-    let out = std::process::Command::new(plugin_binary())
-        .arg("describe")
-        .env_remove(MAGIC_COOKIE_KEY)
-        .output()
-        .unwrap();
-    let elapsed = started.elapsed();
+    // Packer ≥1.11 runs `describe` for every installed plugin on every
+    // invocation. Best of three, so a busy CI machine does not flake.
+    let mut fastest = Duration::MAX;
+    let mut out = None;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let o = std::process::Command::new(plugin_binary())
+            .arg("describe")
+            .env_remove(MAGIC_COOKIE_KEY)
+            .output()
+            .unwrap();
+        fastest = fastest.min(started.elapsed());
+        out = Some(o);
+    }
+    let out = out.unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["builders"], serde_json::json!([DEFAULT_NAME]));
@@ -732,8 +740,8 @@ fn describe_is_json_and_fast() {
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
     assert!(out.stdout.ends_with(b"}\n"));
     assert!(
-        elapsed < Duration::from_millis(50),
-        "describe took {elapsed:?}"
+        fastest < Duration::from_millis(50),
+        "describe took {fastest:?}"
     );
 }
 
