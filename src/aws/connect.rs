@@ -56,6 +56,7 @@ impl fmt::Display for RegionSource {
 pub struct Ec2 {
     client: aws_sdk_ec2::Client,
     sts: aws_sdk_sts::Client,
+    credentials: SharedCredentialsProvider,
     region: String,
     region_source: RegionSource,
     account_id: Option<String>,
@@ -66,6 +67,11 @@ impl Ec2 {
     /// The EC2 client for the build region.
     pub fn client(&self) -> &aws_sdk_ec2::Client {
         &self.client
+    }
+
+    /// The credentials every client of this connection signs with (cached by the SDK).
+    pub fn credentials(&self) -> &SharedCredentialsProvider {
+        &self.credentials
     }
 
     /// The build region actually used.
@@ -224,7 +230,7 @@ pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
     };
 
     let mut ec2_config =
-        aws_sdk_ec2::config::Builder::from(&base).credentials_provider(credentials);
+        aws_sdk_ec2::config::Builder::from(&base).credentials_provider(credentials.clone());
     if let Some(endpoint) = settings
         .custom_endpoint_ec2
         .as_deref()
@@ -235,6 +241,7 @@ pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
     Ok(Ec2 {
         client: aws_sdk_ec2::Client::from_conf(ec2_config.build()),
         sts,
+        credentials,
         region,
         region_source,
         account_id,
@@ -258,7 +265,7 @@ fn check(settings: &AwsSettings) -> Result<(), AwsError> {
 }
 
 /// Upstream accepts a bare host for `custom_endpoint_ec2`; the SDK wants a URL.
-fn with_scheme(endpoint: &str) -> String {
+pub(crate) fn with_scheme(endpoint: &str) -> String {
     if endpoint.contains("://") {
         endpoint.to_owned()
     } else {

@@ -1,1 +1,247 @@
+//! Region and credential precedence of [`connect`], with the environment isolated
+//! and IMDS faked on loopback.
 
+use std::io::Write;
+
+use aws_credential_types::provider::ProvideCredentials;
+
+use super::imds::tests::FakeImds;
+use super::test_env::ScopedEnv;
+use super::*;
+
+fn static_settings() -> AwsSettings {
+    AwsSettings {
+        access_key: Some("AKIDTEMPLATE".into()),
+        secret_key: Some("template-secret".into()),
+        skip_credential_validation: true,
+        ..Default::default()
+    }
+}
+
+async fn access_key_of(ec2: &Ec2) -> String {
+    ec2.credentials()
+        .provide_credentials()
+        .await
+        .expect("credentials")
+        .access_key_id()
+        .to_owned()
+}
+
+fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn region_from_settings_beats_the_environment() {
+    let _env = ScopedEnv::new(&[("AWS_REGION", "ap-south-1")]).await;
+    let settings = AwsSettings {
+        region: Some("eu-central-1".into()),
+        ..static_settings()
+    };
+    let ec2 = connect(&settings).await.unwrap();
+    assert_eq!(ec2.region(), "eu-central-1");
+    assert_eq!(ec2.region_source(), RegionSource::Settings);
+}
+
+#[tokio::test]
+async fn aws_region_beats_aws_default_region_and_the_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_file(&dir, "config", "[default]\nregion = sa-east-1\n");
+    let _env = ScopedEnv::new(&[
+        ("AWS_REGION", "ap-south-1"),
+        ("AWS_DEFAULT_REGION", "us-west-2"),
+        ("AWS_CONFIG_FILE", &config),
+    ])
+    .await;
+    let ec2 = connect(&static_settings()).await.unwrap();
+    assert_eq!(ec2.region(), "ap-south-1");
+    assert_eq!(ec2.region_source(), RegionSource::Environment);
+}
+
+#[tokio::test]
+async fn region_from_the_selected_profile_when_env_is_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_file(
+        &dir,
+        "config",
+        "[default]\nregion = sa-east-1\n[profile build]\nregion = eu-north-1\n",
+    );
+    let _env = ScopedEnv::new(&[("AWS_CONFIG_FILE", &config)]).await;
+    let settings = AwsSettings {
+        profile: Some("build".into()),
+        ..static_settings()
+    };
+    let ec2 = connect(&settings).await.unwrap();
+    assert_eq!(ec2.region(), "eu-north-1");
+    assert_eq!(ec2.region_source(), RegionSource::Profile);
+}
+
+#[tokio::test]
+async fn region_falls_back_to_the_instance_identity_document() {
+    let imds = FakeImds::start(200).await;
+    let _env = ScopedEnv::new(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.endpoint)]).await;
+    let ec2 = connect(&static_settings()).await.unwrap();
+    assert_eq!(ec2.region(), "eu-west-1");
+    assert_eq!(ec2.region_source(), RegionSource::InstanceMetadata);
+}
+
+#[tokio::test]
+async fn missing_region_error_says_why_imds_failed() {
+    let port = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let _env = ScopedEnv::new(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint)]).await;
+    let err = connect(&static_settings()).await.unwrap_err();
+    assert!(matches!(err, AwsError::NoRegion { .. }), "{err:?}");
+    let shown = err.to_string();
+    assert!(shown.contains("AWS_REGION"), "{shown}");
+    assert!(shown.contains("Connection refused"), "{shown}");
+}
+
+#[tokio::test]
+async fn static_keys_beat_environment_credentials() {
+    let _env = ScopedEnv::new(&[
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDENV"),
+        ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+    ])
+    .await;
+    let ec2 = connect(&static_settings()).await.unwrap();
+    assert_eq!(access_key_of(&ec2).await, "AKIDTEMPLATE");
+}
+
+#[tokio::test]
+async fn static_keys_take_their_token_from_aws_session_token() {
+    let _env = ScopedEnv::new(&[
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_SESSION_TOKEN", "env-token"),
+    ])
+    .await;
+    let ec2 = connect(&static_settings()).await.unwrap();
+    let credentials = ec2.credentials().provide_credentials().await.unwrap();
+    assert_eq!(credentials.session_token(), Some("env-token"));
+}
+
+#[tokio::test]
+async fn environment_credentials_are_used_without_static_keys() {
+    let _env = ScopedEnv::new(&[
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDENV"),
+        ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+    ])
+    .await;
+    let settings = AwsSettings {
+        skip_credential_validation: true,
+        ..Default::default()
+    };
+    let ec2 = connect(&settings).await.unwrap();
+    assert_eq!(access_key_of(&ec2).await, "AKIDENV");
+}
+
+#[tokio::test]
+async fn profile_credentials_come_from_shared_credentials_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = write_file(
+        &dir,
+        "creds",
+        "[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = d\n\
+         [build]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = p\n",
+    );
+    let _env = ScopedEnv::new(&[("AWS_REGION", "us-east-1")]).await;
+    let settings = AwsSettings {
+        profile: Some("build".into()),
+        shared_credentials_file: Some(credentials),
+        skip_credential_validation: true,
+        ..Default::default()
+    };
+    let ec2 = connect(&settings).await.unwrap();
+    assert_eq!(access_key_of(&ec2).await, "AKIDPROFILE");
+}
+
+#[tokio::test]
+async fn default_chain_asks_imds_for_an_instance_role_unless_skipped() {
+    let imds = FakeImds::start(200).await;
+    let _env = ScopedEnv::new(&[
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.endpoint),
+    ])
+    .await;
+    let settings = AwsSettings {
+        skip_credential_validation: true,
+        ..Default::default()
+    };
+    // The fake has no role: the chain ends empty-handed, after asking IMDS.
+    let err = connect(&settings).await.unwrap_err();
+    assert!(matches!(err, AwsError::Credentials { .. }), "{err:?}");
+    assert!(
+        imds.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.contains("/latest/api/token")),
+        "the instance-role provider should have asked IMDS"
+    );
+    imds.seen.lock().unwrap().clear();
+
+    let skipping = AwsSettings {
+        skip_metadata_api_check: true,
+        ..settings
+    };
+    let err = connect(&skipping).await.unwrap_err();
+    assert!(matches!(err, AwsError::Credentials { .. }), "{err:?}");
+    assert!(
+        imds.seen.lock().unwrap().is_empty(),
+        "{:?}",
+        imds.seen.lock().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn credential_errors_never_show_the_secret() {
+    let _env = ScopedEnv::new(&[("AWS_REGION", "us-east-1")]).await;
+    let settings = AwsSettings {
+        access_key: Some("AKIDONLY".into()),
+        secret_key: None,
+        token: Some("tok-secret".into()),
+        ..Default::default()
+    };
+    let err = connect(&settings).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid AWS settings: access_key and secret_key must be set together"
+    );
+}
+
+#[tokio::test]
+async fn mfa_code_without_an_mfa_serial_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_file(&dir, "config", "[default]\nregion = us-east-1\n");
+    let _env = ScopedEnv::new(&[("AWS_CONFIG_FILE", &config)]).await;
+    let settings = AwsSettings {
+        mfa_code: Some("123456".into()),
+        assume_role: Some(AssumeRoleSettings {
+            role_arn: "arn:aws:iam::123456789012:role/build".into(),
+            ..Default::default()
+        }),
+        ..static_settings()
+    };
+    let err = connect(&settings).await.unwrap_err();
+    assert!(err.to_string().contains("mfa_serial"), "{err}");
+}
+
+#[test]
+fn bare_custom_endpoint_gets_https() {
+    assert_eq!(
+        super::connect::with_scheme("ec2.example.com"),
+        "https://ec2.example.com"
+    );
+    assert_eq!(
+        super::connect::with_scheme("http://127.0.0.1:5000"),
+        "http://127.0.0.1:5000"
+    );
+}

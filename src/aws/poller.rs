@@ -197,6 +197,9 @@ impl Poller {
         let mut last: Option<String> = None;
         let mut attempt: u32 = 0;
         loop {
+            if self.cancel.is_cancelled() {
+                return Err(cancelled());
+            }
             attempt += 1;
             let outcome = tokio::select! {
                 biased;
