@@ -210,8 +210,7 @@ impl Imds {
         let token = match self.exchange(&token_request).await {
             Ok(Answer { status: 200, body }) => Some(body.trim().to_owned()),
             Ok(Answer {
-                status: 403 | 404 | 405,
-                ..
+                status: 403..=405, ..
             })
             | Err(ImdsCause::Timeout(_)) => {
                 tracing::debug!(endpoint = %self.endpoint, "IMDSv2 token refused, trying IMDSv1");
