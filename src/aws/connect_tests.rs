@@ -245,3 +245,129 @@ fn bare_custom_endpoint_gets_https() {
         "http://127.0.0.1:5000"
     );
 }
+
+const DESCRIBE_REGIONS: &str =
+    "<DescribeRegionsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+    <requestId>r-1</requestId><regionInfo><item><regionName>us-east-1</regionName>\
+    <regionEndpoint>ec2.us-east-1.amazonaws.com</regionEndpoint></item></regionInfo>\
+    </DescribeRegionsResponse>";
+
+#[tokio::test]
+async fn self_signed_endpoint_is_refused_unless_insecure_skip_tls_verify() {
+    let server = super::canned_http::CannedServer::start(DESCRIBE_REGIONS, true).await;
+    let _env = ScopedEnv::new(&[]).await;
+    let settings = AwsSettings {
+        region: Some("us-east-1".into()),
+        custom_endpoint_ec2: Some(server.endpoint.clone()),
+        max_retries: 1,
+        ..static_settings()
+    };
+    let strict = connect(&settings).await.unwrap();
+    let err = strict
+        .client()
+        .describe_regions()
+        .send()
+        .await
+        .map_err(|e| AwsError::api("DescribeRegions", None, e))
+        .unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+
+    let insecure = connect(&AwsSettings {
+        insecure_skip_tls_verify: true,
+        ..settings
+    })
+    .await
+    .unwrap();
+    let regions = insecure.client().describe_regions().send().await.unwrap();
+    let names: Vec<_> = regions
+        .regions()
+        .iter()
+        .filter_map(|r| r.region_name())
+        .collect();
+    assert_eq!(names, ["us-east-1"]);
+}
+
+#[tokio::test]
+async fn insecure_client_still_speaks_plain_http() {
+    let server = super::canned_http::CannedServer::start(DESCRIBE_REGIONS, false).await;
+    let _env = ScopedEnv::new(&[]).await;
+    let settings = AwsSettings {
+        region: Some("us-east-1".into()),
+        custom_endpoint_ec2: Some(server.endpoint.clone()),
+        insecure_skip_tls_verify: true,
+        ..static_settings()
+    };
+    let ec2 = connect(&settings).await.unwrap();
+    let regions = ec2.client().describe_regions().send().await.unwrap();
+    assert_eq!(regions.regions().len(), 1);
+    let requests = server.requests.lock().unwrap().clone();
+    assert!(
+        requests[0].contains("Action=DescribeRegions"),
+        "{requests:?}"
+    );
+    assert!(
+        !requests[0].contains("template-secret"),
+        "secret key sent in clear"
+    );
+}
+
+const DECODED: &str = "<DecodeAuthorizationMessageResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+    <DecodeAuthorizationMessageResult><DecodedMessage>{\"allowed\":false,\"explicitDeny\":false}</DecodedMessage>\
+    </DecodeAuthorizationMessageResult><ResponseMetadata><RequestId>r-2</RequestId></ResponseMetadata>\
+    </DecodeAuthorizationMessageResponse>";
+
+fn unauthorized() -> AwsError {
+    AwsError::Api {
+        operation: "CreateVolume",
+        resource: None,
+        code: Some("UnauthorizedOperation".into()),
+        message: "You are not authorized to perform this operation. \
+                  Encoded authorization failure message: ENC0DED"
+            .into(),
+        decoded: None,
+        transport: false,
+    }
+}
+
+#[tokio::test]
+async fn unauthorized_operation_is_decoded_through_sts_when_asked() {
+    let sts = super::canned_http::CannedServer::start(DECODED, false).await;
+    let _env = ScopedEnv::new(&[("AWS_ENDPOINT_URL_STS", &sts.endpoint)]).await;
+    let settings = AwsSettings {
+        region: Some("us-east-1".into()),
+        decode_authorization_messages: true,
+        ..static_settings()
+    };
+    let ec2 = connect(&settings).await.unwrap();
+    let explained = ec2.explain(unauthorized()).await;
+    assert!(
+        explained.to_string().ends_with(
+            "(decoded authorization message: {\"allowed\":false,\"explicitDeny\":false})"
+        ),
+        "{explained}"
+    );
+    let requests = sts.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1);
+    assert!(
+        requests[0].contains("Action=DecodeAuthorizationMessage"),
+        "{requests:?}"
+    );
+    assert!(
+        requests[0].contains("EncodedMessage=ENC0DED"),
+        "{requests:?}"
+    );
+
+    let plain = connect(&AwsSettings {
+        decode_authorization_messages: false,
+        ..settings
+    })
+    .await
+    .unwrap();
+    let untouched = plain.explain(unauthorized()).await;
+    assert!(matches!(untouched, AwsError::Api { decoded: None, .. }));
+    assert_eq!(
+        sts.requests.lock().unwrap().len(),
+        1,
+        "no STS call when not asked"
+    );
+}

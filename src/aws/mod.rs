@@ -28,6 +28,8 @@ mod settings;
 mod waiters;
 
 #[cfg(test)]
+mod canned_http;
+#[cfg(test)]
 mod connect_tests;
 #[cfg(test)]
 mod moto_tests;
