@@ -140,7 +140,7 @@ impl Ec2 {
                 resource,
                 code,
                 message,
-                transport,
+                retryable,
                 ..
             } => AwsError::Api {
                 operation,
@@ -148,7 +148,7 @@ impl Ec2 {
                 code,
                 message,
                 decoded: Some(decoded),
-                transport,
+                retryable,
             },
             other => other,
         }
@@ -315,7 +315,10 @@ async fn resolve_region(
     if let Some(region) = from_profile.build().region().await {
         return Ok((region.to_string(), RegionSource::Profile));
     }
-    let imds = Imds::from_env()?;
+    let imds = match Imds::from_env() {
+        Ok(imds) => imds,
+        Err(imds) => return Err(AwsError::NoRegion { imds }),
+    };
     match imds.instance_identity().await {
         Ok(identity) => Ok((identity.region, RegionSource::InstanceMetadata)),
         Err(imds) => Err(AwsError::NoRegion { imds }),

@@ -104,6 +104,25 @@ async fn missing_region_error_says_why_imds_failed() {
 }
 
 #[tokio::test]
+async fn missing_region_with_imds_disabled_says_so() {
+    let _env = ScopedEnv::new(&[("AWS_EC2_METADATA_DISABLED", "true")]).await;
+    let err = connect(&static_settings()).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            AwsError::NoRegion {
+                imds: ImdsError::Disabled
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("AWS_EC2_METADATA_DISABLED"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn static_keys_beat_environment_credentials() {
     let _env = ScopedEnv::new(&[
         ("AWS_REGION", "us-east-1"),
@@ -325,7 +344,7 @@ fn unauthorized() -> AwsError {
                   Encoded authorization failure message: ENC0DED"
             .into(),
         decoded: None,
-        transport: false,
+        retryable: false,
     }
 }
 

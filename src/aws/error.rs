@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
@@ -66,8 +67,9 @@ pub enum AwsError {
         message: String,
         /// The decoded `UnauthorizedOperation` message, when decoding was asked for.
         decoded: Option<String>,
-        /// Whether the call never got an answer from AWS (connection, timeout).
-        transport: bool,
+        /// Whether the call got no usable answer (connection lost, timeout, HTTP 5xx,
+        /// unreadable response): asking again may work.
+        retryable: bool,
     },
 
     /// Instance metadata could not be read.
@@ -107,19 +109,21 @@ pub enum AwsError {
 
 impl AwsError {
     /// Wraps an SDK error with the operation and the resource it concerned.
-    pub fn api<E, R>(
+    pub fn api<E>(
         operation: &'static str,
         resource: impl Into<Option<String>>,
-        err: SdkError<E, R>,
+        err: SdkError<E, HttpResponse>,
     ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
-        let transport = matches!(
-            err,
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
-        );
+        let retryable = match &err {
+            SdkError::DispatchFailure(_)
+            | SdkError::TimeoutError(_)
+            | SdkError::ResponseError(_) => true,
+            SdkError::ServiceError(service) => service.raw().status().is_server_error(),
+            _ => false,
+        };
         let code = err.code().map(str::to_owned);
         let message = match (err.message(), &code) {
             (Some(m), _) => m.to_owned(),
@@ -132,7 +136,7 @@ impl AwsError {
             code,
             message,
             decoded: None,
-            transport,
+            retryable,
         }
     }
 
@@ -148,9 +152,9 @@ impl AwsError {
     pub fn is_transient(&self) -> bool {
         match self {
             AwsError::Api {
-                code, transport, ..
+                code, retryable, ..
             } => {
-                *transport
+                *retryable
                     || code
                         .as_deref()
                         .is_some_and(|c| TRANSIENT_CODES.contains(&c))
@@ -194,7 +198,7 @@ mod tests {
             code: code.map(str::to_owned),
             message: message.into(),
             decoded: None,
-            transport: false,
+            retryable: false,
         }
     }
 

@@ -16,6 +16,8 @@ use tokio::net::TcpStream;
 pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 /// The variable the AWS SDKs read to move the IMDS endpoint.
 pub const ENDPOINT_ENV: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
+/// The variable the AWS SDKs read to turn IMDS off.
+pub const DISABLED_ENV: &str = "AWS_EC2_METADATA_DISABLED";
 /// IMDS answers in milliseconds on EC2; off EC2 (or behind a dropped hop) a
 /// request would hang, so each request gets a short budget.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -33,6 +35,12 @@ pub enum ImdsError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `AWS_EC2_METADATA_DISABLED` is set to true.
+    #[error(
+        "instance metadata is disabled by AWS_EC2_METADATA_DISABLED; amazon-chroot needs it \
+         to find the instance it runs on (and, without a configured region, the region)"
+    )]
+    Disabled,
     /// The request could not be completed.
     #[error("cannot read instance metadata {path} from {endpoint}: {cause}. {HINT}")]
     Request {
@@ -129,8 +137,12 @@ struct Answer {
 }
 
 impl Imds {
-    /// The endpoint from `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else 169.254.169.254.
+    /// The endpoint from `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else 169.254.169.254;
+    /// an error when `AWS_EC2_METADATA_DISABLED=true`, as for the SDKs.
     pub fn from_env() -> Result<Self, ImdsError> {
+        if std::env::var(DISABLED_ENV).is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            return Err(ImdsError::Disabled);
+        }
         match std::env::var(ENDPOINT_ENV) {
             Ok(endpoint) if !endpoint.trim().is_empty() => Self::new(endpoint.trim()),
             _ => Self::new(DEFAULT_ENDPOINT),

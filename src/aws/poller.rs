@@ -417,7 +417,7 @@ mod tests {
             code: Some("RequestLimitExceeded".into()),
             message: "Request limit exceeded.".into(),
             decoded: None,
-            transport: false,
+            retryable: false,
         };
         let p = poller(PollingSettings::default(), &[]);
         let mut polls = 0;
