@@ -9,7 +9,7 @@ use aws_config::meta::region::ProvideRegion;
 use aws_config::profile::{ProfileFileCredentialsProvider, ProfileFileRegionProvider};
 use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_runtime::env_config::file::{
@@ -24,6 +24,8 @@ use super::error::AwsError;
 use super::imds::Imds;
 use super::settings::AwsSettings;
 
+/// Sent in the User-Agent, so account owners can tell our calls apart in CloudTrail.
+const APP_NAME: &str = "packer-plugin-amazon-chroot";
 /// Upstream's retry count when `max_retries` is 0.
 const DEFAULT_MAX_RETRIES: u32 = 10;
 
@@ -159,7 +161,7 @@ impl Ec2 {
 /// them unless told not to), and builds the client.
 pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
     check(settings)?;
-    let http = super::http::client(settings.insecure_skip_tls_verify)?;
+    let http = super::http::client(settings.insecure_skip_tls_verify);
     let profile_files = profile_files(settings);
     let (region, region_source) = resolve_region(settings, &profile_files).await?;
     tracing::info!("using AWS region {region} (from {region_source})");
@@ -172,13 +174,21 @@ pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
         .http_client(http.clone())
         .region(Region::new(region.clone()))
         .retry_config(RetryConfig::standard().with_max_attempts(max_retries.saturating_add(1)))
-        .profile_files(profile_files.clone());
+        .profile_files(profile_files.clone())
+        .app_name(AppName::new(APP_NAME).expect("APP_NAME uses only allowed characters"));
     if let Some(profile) = &settings.profile {
         loader = loader.profile_name(profile);
     }
+    let mut credential_source = match &settings.profile {
+        Some(profile) => format!("default chain with profile {profile}"),
+        None => "default chain (environment, profile, web identity, container, instance role)"
+            .to_owned(),
+    };
     if let Some(credentials) = static_credentials(settings) {
         loader = loader.credentials_provider(credentials);
+        credential_source = "access_key/secret_key".to_owned();
     } else if settings.skip_metadata_api_check {
+        credential_source.push_str(" without the instance role");
         let provider_config = provider_config(&http, &region);
         loader = loader.credentials_provider(chain_without_imds(
             &provider_config,
@@ -189,7 +199,7 @@ pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
     let base = loader.load().await;
 
     let profile_role = profile_role(settings, &profile_files).await?;
-    let credentials = assumed_role(
+    let credentials = match assumed_role(
         settings,
         &base,
         &http,
@@ -198,20 +208,28 @@ pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
         profile_role,
     )
     .await?
-    .or_else(|| base.credentials_provider())
-    .ok_or_else(|| AwsError::Credentials {
-        source_name: "chain".into(),
-        message: "no credential provider configured".into(),
-    })?;
+    {
+        Some((provider, role_arn)) => {
+            credential_source = format!("role {role_arn} assumed with the {credential_source}");
+            provider
+        }
+        None => base
+            .credentials_provider()
+            .ok_or_else(|| AwsError::Credentials {
+                source_name: credential_source.clone(),
+                message: "no credential provider configured".into(),
+            })?,
+    };
     // Resolve once now: a missing or broken credential source is reported here, with its
     // provider's reason, rather than as a signing failure of the first EC2 call.
     credentials
         .provide_credentials()
         .await
         .map_err(|e| AwsError::Credentials {
-            source_name: "credential chain".into(),
+            source_name: credential_source.clone(),
             message: DisplayErrorContext(&e).to_string(),
         })?;
+    tracing::info!("using AWS credentials from the {credential_source}");
 
     let sts = aws_sdk_sts::Client::from_conf(
         aws_sdk_sts::config::Builder::from(&base)
@@ -432,7 +450,7 @@ async fn assumed_role(
     region: &str,
     profile_files: &ProfileFiles,
     profile_role: Option<ProfileRole>,
-) -> Result<Option<SharedCredentialsProvider>, AwsError> {
+) -> Result<Option<(SharedCredentialsProvider, String)>, AwsError> {
     let mfa_code = settings.mfa_code.clone().filter(|c| !c.is_empty());
     let mfa = match (&mfa_code, &profile_role) {
         (None, _) => None,
@@ -464,7 +482,10 @@ async fn assumed_role(
             return Ok(None);
         };
         let provider = AssumeRole::new(sts_with(base_credentials), role.clone(), mfa);
-        return Ok(Some(SharedCredentialsProvider::new(provider)));
+        return Ok(Some((
+            SharedCredentialsProvider::new(provider),
+            role.role_arn.clone(),
+        )));
     }
     let (Some(mfa), Some(profile)) = (mfa, profile_role) else {
         return Ok(None);
@@ -486,7 +507,7 @@ async fn assumed_role(
         .profile_name(source)
         .build();
     let role = super::settings::AssumeRoleSettings {
-        role_arn,
+        role_arn: role_arn.clone(),
         duration_seconds: profile.duration_seconds,
         external_id: profile.external_id,
         session_name: profile.session_name,
@@ -497,5 +518,5 @@ async fn assumed_role(
         role,
         Some(mfa),
     );
-    Ok(Some(SharedCredentialsProvider::new(provider)))
+    Ok(Some((SharedCredentialsProvider::new(provider), role_arn)))
 }

@@ -6,14 +6,12 @@
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
-use super::error::AwsError;
-
 /// An HTTPS client (plain `http://` endpoints work too, for local EC2 look-alikes).
-pub(crate) fn client(insecure_skip_tls_verify: bool) -> Result<SharedHttpClient, AwsError> {
+pub(crate) fn client(insecure_skip_tls_verify: bool) -> SharedHttpClient {
     if insecure_skip_tls_verify {
-        return Ok(super::insecure_tls::client());
+        return super::insecure_tls::client();
     }
-    Ok(aws_smithy_http_client::Builder::new()
+    aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https())
+        .build_https()
 }
