@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::Duration;
 
 use aws_config::environment::EnvironmentVariableRegionProvider;
 use aws_config::meta::credentials::CredentialsProviderChain;
@@ -18,10 +19,12 @@ use aws_runtime::env_config::file::{
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_types::os_shim_internal::{Env, Fs};
+use tokio_util::sync::CancellationToken;
 
 use super::assume_role::{AssumeRole, Mfa};
 use super::error::AwsError;
 use super::imds::Imds;
+use super::poller::{Limit, Pace, Poller, Probe};
 use super::settings::AwsSettings;
 
 /// Sent in the User-Agent, so account owners can tell our calls apart in CloudTrail.
@@ -184,7 +187,11 @@ pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
         None => "default chain (environment, profile, web identity, container, instance role)"
             .to_owned(),
     };
-    if let Some(credentials) = static_credentials(settings) {
+    let from_vault = settings.vault_aws_engine.is_some();
+    if let Some(engine) = &settings.vault_aws_engine {
+        loader = loader.credentials_provider(super::vault::credentials(engine).await?);
+        credential_source = format!("Vault AWS engine role {}", engine.name);
+    } else if let Some(credentials) = static_credentials(settings) {
         loader = loader.credentials_provider(credentials);
         credential_source = "access_key/secret_key".to_owned();
     } else if settings.skip_metadata_api_check {
@@ -239,12 +246,7 @@ pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
     let account_id = if settings.skip_credential_validation {
         None
     } else {
-        let identity = sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| AwsError::api("GetCallerIdentity", None, e))?;
-        identity.account
+        validate(&sts, from_vault).await?
     };
 
     let mut ec2_config =
@@ -267,12 +269,60 @@ pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
     })
 }
 
+/// Codes STS gives keys it does not know yet.
+const UNKNOWN_KEY_CODES: &[&str] = &["InvalidClientTokenId", "AuthFailure"];
+/// Fresh IAM keys from Vault take a few seconds to be known everywhere.
+const VAULT_PROPAGATION: Duration = Duration::from_secs(60);
+
+/// `GetCallerIdentity`: the account, or the reason the credentials are refused.
+async fn validate(sts: &aws_sdk_sts::Client, from_vault: bool) -> Result<Option<String>, AwsError> {
+    if !from_vault {
+        // The SDK's retries already cover throttling and lost connections.
+        return match sts.get_caller_identity().send().await {
+            Ok(identity) => Ok(identity.account),
+            Err(e) => Err(AwsError::api("GetCallerIdentity", None, e)),
+        };
+    }
+    let call = || async {
+        match sts.get_caller_identity().send().await {
+            Ok(identity) => Probe::Ready(identity.account),
+            Err(e) => {
+                let err = AwsError::api("GetCallerIdentity", None, e);
+                if err.code().is_some_and(|c| UNKNOWN_KEY_CODES.contains(&c)) {
+                    Probe::Pending(format!("{err} (new Vault keys still propagating)"))
+                } else {
+                    Probe::Failed(err)
+                }
+            }
+        }
+    };
+    let poller = Poller::with(
+        Pace::Backoff {
+            first: Duration::from_secs(1),
+            cap: Duration::from_secs(10),
+        },
+        Some(Limit::Timeout(VAULT_PROPAGATION)),
+        CancellationToken::new(),
+    );
+    poller.wait_for("AWS to accept the credentials", call).await
+}
+
 fn check(settings: &AwsSettings) -> Result<(), AwsError> {
     let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
     if set(&settings.access_key) != set(&settings.secret_key) {
         return Err(AwsError::Settings(
             "access_key and secret_key must be set together".into(),
         ));
+    }
+    if settings.vault_aws_engine.is_some() && set(&settings.access_key) {
+        return Err(AwsError::Settings(
+            "vault_aws_engine cannot be used together with access_key/secret_key".into(),
+        ));
+    }
+    if let Some(engine) = &settings.vault_aws_engine {
+        if engine.name.is_empty() {
+            return Err(AwsError::Settings("vault_aws_engine needs a name".into()));
+        }
     }
     if let Some(role) = &settings.assume_role {
         if role.role_arn.is_empty() {

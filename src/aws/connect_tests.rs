@@ -394,3 +394,112 @@ async fn unauthorized_operation_is_decoded_through_sts_when_asked() {
         "no STS call when not asked"
     );
 }
+
+const VAULT_CREDS: &str = r#"{"request_id":"r","lease_id":"aws/creds/builder/x","renewable":true,
+    "lease_duration":3600,"data":{"access_key":"AKIDFROMVAULT","secret_key":"vault-secret",
+    "security_token":null},"warnings":null}"#;
+
+#[tokio::test]
+async fn vault_engine_reads_creds_with_the_vault_token() {
+    let vault = super::canned_http::CannedServer::start(VAULT_CREDS, false).await;
+    let _env = ScopedEnv::new(&[
+        ("VAULT_ADDR", &vault.endpoint),
+        ("VAULT_TOKEN", "s.vaulttoken"),
+        ("VAULT_NAMESPACE", "team-a"),
+    ])
+    .await;
+    let settings = AwsSettings {
+        region: Some("us-east-1".into()),
+        skip_credential_validation: true,
+        vault_aws_engine: Some(VaultAwsEngineSettings {
+            name: "builder".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let ec2 = connect(&settings).await.unwrap();
+    assert_eq!(access_key_of(&ec2).await, "AKIDFROMVAULT");
+    let requests = vault.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1);
+    assert!(
+        requests[0].starts_with("GET /v1/aws/creds/builder HTTP/1.1"),
+        "{requests:?}"
+    );
+    let lower = requests[0].to_lowercase();
+    assert!(
+        lower.contains("x-vault-token: s.vaulttoken"),
+        "{requests:?}"
+    );
+    assert!(lower.contains("x-vault-namespace: team-a"), "{requests:?}");
+}
+
+#[tokio::test]
+async fn vault_engine_with_role_arn_writes_the_sts_path() {
+    let vault = super::canned_http::CannedServer::start(VAULT_CREDS, false).await;
+    let _env = ScopedEnv::new(&[("VAULT_ADDR", &vault.endpoint), ("VAULT_TOKEN", "t")]).await;
+    let settings = AwsSettings {
+        region: Some("us-east-1".into()),
+        skip_credential_validation: true,
+        vault_aws_engine: Some(VaultAwsEngineSettings {
+            name: "deployer".into(),
+            role_arn: Some("arn:aws:iam::123456789012:role/deploy".into()),
+            ttl: Some("900s".into()),
+            engine_name: Some("aws-prod".into()),
+        }),
+        ..Default::default()
+    };
+    connect(&settings).await.unwrap();
+    let request = vault.requests.lock().unwrap()[0].clone();
+    assert!(
+        request.starts_with("POST /v1/aws-prod/sts/deployer HTTP/1.1"),
+        "{request}"
+    );
+    let body = &request[request.find("\r\n\r\n").unwrap() + 4..];
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"role_arn": "arn:aws:iam::123456789012:role/deploy", "ttl": "900s"})
+    );
+}
+
+#[tokio::test]
+async fn unreachable_vault_error_says_where_and_hides_the_token() {
+    let port = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let address = format!("http://127.0.0.1:{port}");
+    let _env = ScopedEnv::new(&[("VAULT_ADDR", &address), ("VAULT_TOKEN", "s.secret-token")]).await;
+    let settings = AwsSettings {
+        region: Some("us-east-1".into()),
+        vault_aws_engine: Some(VaultAwsEngineSettings {
+            name: "builder".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let err = connect(&settings).await.unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("vault_aws_engine: reading aws/creds/builder"),
+        "{shown}"
+    );
+    assert!(shown.contains(&address), "{shown}");
+    assert!(shown.to_lowercase().contains("refused"), "{shown}");
+    assert!(!shown.contains("s.secret-token"), "{shown}");
+}
+
+#[tokio::test]
+async fn vault_engine_and_static_keys_are_exclusive() {
+    let _env = ScopedEnv::new(&[]).await;
+    let settings = AwsSettings {
+        region: Some("us-east-1".into()),
+        vault_aws_engine: Some(VaultAwsEngineSettings {
+            name: "builder".into(),
+            ..Default::default()
+        }),
+        ..static_settings()
+    };
+    let err = connect(&settings).await.unwrap_err();
+    assert!(matches!(err, AwsError::Settings(_)), "{err:?}");
+}

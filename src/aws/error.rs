@@ -51,6 +51,15 @@ pub enum AwsError {
         message: String,
     },
 
+    /// Vault's AWS secrets engine did not hand out credentials.
+    #[error("vault_aws_engine: reading {path} from Vault failed: {message}")]
+    Vault {
+        /// The Vault path, e.g. `aws/creds/builder`.
+        path: String,
+        /// What went wrong (never the token).
+        message: String,
+    },
+
     /// An API call returned an error.
     #[error("{operation}{} failed: {}{message}{}",
         resource.as_deref().map(|r| format!(" on {r}")).unwrap_or_default(),

@@ -9,7 +9,7 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 /// An HTTPS client (plain `http://` endpoints work too, for local EC2 look-alikes).
 pub(crate) fn client(insecure_skip_tls_verify: bool) -> SharedHttpClient {
     if insecure_skip_tls_verify {
-        return super::insecure_tls::client();
+        return super::tls_client::insecure_sdk_client();
     }
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))

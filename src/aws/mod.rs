@@ -22,9 +22,10 @@ mod connect;
 mod error;
 mod http;
 mod imds;
-mod insecure_tls;
 mod poller;
 mod settings;
+mod tls_client;
+mod vault;
 mod waiters;
 
 #[cfg(test)]
@@ -40,7 +41,7 @@ pub use imds::{
     Imds, ImdsCause, ImdsError, InstanceIdentity, DEFAULT_ENDPOINT as IMDS_DEFAULT_ENDPOINT,
 };
 pub use poller::{Limit, Pace, Poller, Probe, DEFAULT_TIMEOUT as POLL_DEFAULT_TIMEOUT};
-pub use settings::{AssumeRoleSettings, AwsSettings, PollingSettings};
+pub use settings::{AssumeRoleSettings, AwsSettings, PollingSettings, VaultAwsEngineSettings};
 
 /// Serializes the tests that change process environment variables, and restores them.
 #[cfg(test)]
@@ -74,6 +75,11 @@ pub(crate) mod test_env {
         "AWS_POLL_DELAY_SECONDS",
         "AWS_MAX_ATTEMPTS",
         "AWS_TIMEOUT_SECONDS",
+        "VAULT_ADDR",
+        "VAULT_TOKEN",
+        "VAULT_NAMESPACE",
+        "VAULT_CACERT",
+        "VAULT_SKIP_VERIFY",
     ];
 
     /// Clears the AWS variables, applies `vars`, and puts everything back on drop.

@@ -1,10 +1,10 @@
-//! `insecure_skip_tls_verify`: an HTTPS client that accepts any server certificate.
-//!
-//! The SDK's HTTP client has no switch for this (its TLS context only takes
-//! trust roots), so this is a small client of our own on the same hyper and
-//! rustls crates the SDK already links: no extra dependency is compiled.
-//! Signatures are still checked, so the peer must hold the key of the
-//! certificate it shows; only the chain of trust and the name are skipped.
+//! Our own HTTPS client on the hyper and rustls crates the SDK already links
+//! (no extra dependency is compiled), for what the SDK's client cannot do:
+//! - `insecure_skip_tls_verify`: the SDK's TLS context only takes trust roots,
+//!   so accepting any certificate needs a verifier of our own. Signatures are
+//!   still checked (the peer must hold the key of the certificate it shows);
+//!   only the chain of trust and the name are skipped.
+//! - Vault, which is not an AWS service but needs HTTPS with its own CA.
 
 use std::sync::Arc;
 
@@ -22,6 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
@@ -74,7 +75,56 @@ impl ServerCertVerifier for AcceptAnyCertificate {
     }
 }
 
-type HyperClient = Client<hyper_rustls::HttpsConnector<TcpConnector>, SdkBody>;
+/// A hyper client speaking https (and plain http), with SDK bodies.
+pub(crate) type HyperClient = Client<hyper_rustls::HttpsConnector<TcpConnector>, SdkBody>;
+
+/// Which server certificates to accept.
+pub(crate) enum Trust {
+    /// Those chaining to the system's roots, or to the CAs of this PEM file.
+    SystemRootsPlus(Option<String>),
+    /// Any (`insecure_skip_tls_verify`, `VAULT_SKIP_VERIFY`).
+    Anything,
+}
+
+/// A hyper client trusting what `trust` says; the error names the unreadable CA file.
+pub(crate) fn hyper_client(trust: &Trust) -> Result<HyperClient, String> {
+    let provider = Arc::new(ring::default_provider());
+    let versions = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        // ring supports every safe default version; failure here would be a rustls bug.
+        .expect("ring provider supports TLS 1.2 and 1.3");
+    let tls = match trust {
+        Trust::Anything => versions
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider))),
+        Trust::SystemRootsPlus(extra) => {
+            let mut roots = rustls::RootCertStore::empty();
+            // Unreadable system certificates are skipped, as every TLS client does.
+            let (_added, _skipped) =
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            if let Some(path) = extra {
+                let pems = CertificateDer::pem_file_iter(path)
+                    .map_err(|e| format!("cannot read CA file {path}: {e}"))?;
+                for pem in pems {
+                    let cert = pem.map_err(|e| format!("bad certificate in {path}: {e}"))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("bad certificate in {path}: {e}"))?;
+                }
+            }
+            versions.with_root_certificates(roots)
+        }
+    }
+    .with_no_client_auth();
+    let mut tcp = TcpConnector::new();
+    tcp.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
 
 /// Sends SDK requests through a hyper client with the permissive verifier.
 #[derive(Debug, Clone)]
@@ -116,23 +166,12 @@ impl HttpClient for InsecureClient {
 }
 
 /// An SDK HTTP client that skips certificate verification (and still speaks plain http).
-pub(crate) fn client() -> SharedHttpClient {
-    let provider = Arc::new(ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        // ring supports every safe default version; failure here would be a rustls bug.
-        .expect("ring provider supports TLS 1.2 and 1.3")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-        .with_no_client_auth();
-    let mut tcp = TcpConnector::new();
-    tcp.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(tcp);
-    let client = Client::builder(TokioExecutor::new()).build(https);
+pub(crate) fn insecure_sdk_client() -> SharedHttpClient {
+    let client = match hyper_client(&Trust::Anything) {
+        Ok(client) => client,
+        // Only a CA file can fail to load, and Trust::Anything reads none.
+        Err(never) => unreachable!("{never}"),
+    };
     tracing::warn!(
         "insecure_skip_tls_verify is set: AWS endpoints' TLS certificates are not verified"
     );
