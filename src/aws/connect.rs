@@ -22,6 +22,7 @@ use aws_types::os_shim_internal::{Env, Fs};
 use tokio_util::sync::CancellationToken;
 
 use super::assume_role::{AssumeRole, Mfa};
+use super::cached_credentials::CachedCredentials;
 use super::error::AwsError;
 use super::imds::Imds;
 use super::poller::{Limit, Pace, Poller, Probe};
@@ -227,6 +228,7 @@ pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
                 message: "no credential provider configured".into(),
             })?,
     };
+    let credentials = SharedCredentialsProvider::new(CachedCredentials::new(credentials));
     // Resolve once now: a missing or broken credential source is reported here, with its
     // provider's reason, rather than as a signing failure of the first EC2 call.
     credentials

@@ -503,3 +503,94 @@ async fn vault_engine_and_static_keys_are_exclusive() {
     let err = connect(&settings).await.unwrap_err();
     assert!(matches!(err, AwsError::Settings(_)), "{err:?}");
 }
+
+const ASSUMED: &str = "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+    <AssumeRoleResult><Credentials><AccessKeyId>ASIAASSUMED</AccessKeyId>\
+    <SecretAccessKey>assumed-secret</SecretAccessKey><SessionToken>assumed-token</SessionToken>\
+    <Expiration>2099-01-01T00:00:00Z</Expiration></Credentials><AssumedRoleUser>\
+    <Arn>arn:aws:sts::123456789012:assumed-role/build/s</Arn><AssumedRoleId>AROA1:s</AssumedRoleId>\
+    </AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>r-3</RequestId>\
+    </ResponseMetadata></AssumeRoleResponse>";
+
+#[tokio::test]
+async fn mfa_code_assumes_the_profile_role_from_its_source_profile() {
+    let sts = super::canned_http::CannedServer::start(ASSUMED, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_file(
+        &dir,
+        "config",
+        "[profile build]\nrole_arn = arn:aws:iam::123456789012:role/build\n\
+         source_profile = base\nmfa_serial = arn:aws:iam::123456789012:mfa/me\n\
+         region = eu-west-3\n",
+    );
+    let credentials = write_file(
+        &dir,
+        "credentials",
+        "[base]\naws_access_key_id = AKIDBASE\naws_secret_access_key = base-secret\n",
+    );
+    let _env = ScopedEnv::new(&[
+        ("AWS_CONFIG_FILE", &config),
+        ("AWS_ENDPOINT_URL_STS", &sts.endpoint),
+    ])
+    .await;
+    let settings = AwsSettings {
+        profile: Some("build".into()),
+        shared_credentials_file: Some(credentials),
+        mfa_code: Some("246810".into()),
+        skip_credential_validation: true,
+        ..Default::default()
+    };
+    let ec2 = connect(&settings).await.unwrap();
+    assert_eq!(ec2.region(), "eu-west-3");
+    let session = ec2.credentials().provide_credentials().await.unwrap();
+    assert_eq!(session.access_key_id(), "ASIAASSUMED");
+    assert_eq!(session.session_token(), Some("assumed-token"));
+    let requests = sts.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let request = &requests[0];
+    assert!(request.contains("Action=AssumeRole"), "{request}");
+    assert!(
+        request.contains("RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fbuild"),
+        "{request}"
+    );
+    assert!(
+        request.contains("SerialNumber=arn%3Aaws%3Aiam%3A%3A123456789012%3Amfa%2Fme"),
+        "{request}"
+    );
+    assert!(request.contains("TokenCode=246810"), "{request}");
+    // Signed with the source profile's key.
+    assert!(request.contains("Credential=AKIDBASE/"), "{request}");
+}
+
+const FAILED_IMAGE: &str =
+    "<DescribeImagesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+    <requestId>r-4</requestId><imagesSet><item><imageId>ami-0bad</imageId>\
+    <imageState>failed</imageState><stateReason><code>Client.InvalidSnapshot.NotFound</code>\
+    <message>snap-1 does not exist</message></stateReason><name>x</name></item></imagesSet>\
+    </DescribeImagesResponse>";
+
+#[tokio::test]
+async fn failed_image_ends_the_wait_with_its_state_reason() {
+    let ec2_api = super::canned_http::CannedServer::start(FAILED_IMAGE, false).await;
+    let _env = ScopedEnv::new(&[]).await;
+    let settings = AwsSettings {
+        region: Some("us-east-1".into()),
+        custom_endpoint_ec2: Some(ec2_api.endpoint.clone()),
+        ..static_settings()
+    };
+    let ec2 = connect(&settings).await.unwrap();
+    let poller = Poller::new(PollingSettings::default(), Default::default());
+    let err = ec2
+        .wait_image_available(&poller, "ami-0bad")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "image ami-0bad failed: state failed: Client.InvalidSnapshot.NotFound: snap-1 does not exist"
+    );
+    assert_eq!(
+        ec2_api.requests.lock().unwrap().len(),
+        1,
+        "no polling after failure"
+    );
+}

@@ -18,6 +18,7 @@
 //! ```
 
 mod assume_role;
+mod cached_credentials;
 mod connect;
 mod error;
 mod http;
