@@ -23,6 +23,7 @@ mod connect;
 mod error;
 mod http;
 mod imds;
+mod instance;
 mod poller;
 mod settings;
 mod tls_client;

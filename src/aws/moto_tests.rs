@@ -271,8 +271,9 @@ async fn volume_attaches_to_an_instance_and_detaches() {
         .send()
         .await
         .unwrap();
-    let instance = &run.instances()[0];
-    let instance_id = instance.instance_id().unwrap();
+    let instance_id = run.instances()[0].instance_id().unwrap();
+    let instance = ec2.describe_instance(instance_id).await.unwrap();
+    assert_eq!(instance.instance_id(), Some(instance_id));
     let zone = instance
         .placement()
         .and_then(|p| p.availability_zone())
@@ -307,6 +308,20 @@ async fn volume_attaches_to_an_instance_and_detaches() {
         .await
         .unwrap();
     ec2.wait_volume_detached(&poller, volume_id).await.unwrap();
+}
+
+#[tokio::test]
+async fn instance_missing_from_the_region_is_blamed_on_the_region() {
+    let moto = MotoServer::start().await;
+    let _env = moto_env(&moto).await;
+    let ec2 = connect(&moto_settings(&moto)).await.unwrap();
+    let err = ec2
+        .describe_instance("i-0123456789abcdef0")
+        .await
+        .unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("i-0123456789abcdef0"), "{shown}");
+    assert!(shown.contains("region us-east-1"), "{shown}");
 }
 
 #[tokio::test]
