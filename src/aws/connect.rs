@@ -165,7 +165,7 @@ impl Ec2 {
 /// them unless told not to), and builds the client.
 pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
     check(settings)?;
-    let http = super::http::client(settings.insecure_skip_tls_verify);
+    let http = super::tls_client::sdk_http_client(settings.insecure_skip_tls_verify);
     let profile_files = profile_files(settings);
     let (region, region_source) = resolve_region(settings, &profile_files).await?;
     tracing::info!("using AWS region {region} (from {region_source})");

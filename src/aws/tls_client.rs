@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
     SharedHttpConnector,
@@ -178,4 +179,17 @@ pub(crate) fn insecure_sdk_client() -> SharedHttpClient {
     SharedHttpClient::new(InsecureClient {
         connector: SharedHttpConnector::new(InsecureConnector { client }),
     })
+}
+
+/// The HTTP client of every SDK client: the SDK's own hyper stack with rustls on ring
+/// (its default, aws-lc-rs, needs cmake and minutes of C build on our 2-core CI), or
+/// ours when certificates are not to be verified. Plain `http://` endpoints work too,
+/// for local EC2 look-alikes.
+pub(crate) fn sdk_http_client(insecure_skip_tls_verify: bool) -> SharedHttpClient {
+    if insecure_skip_tls_verify {
+        return insecure_sdk_client();
+    }
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
