@@ -594,3 +594,21 @@ async fn failed_image_ends_the_wait_with_its_state_reason() {
         "no polling after failure"
     );
 }
+
+/// Build steps run on tokio's multi-threaded runtime, so every future must be `Send`;
+/// this only has to compile.
+#[allow(dead_code)]
+fn every_future_is_send(ec2: &Ec2, poller: &Poller, settings: &AwsSettings, imds: &Imds) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(connect(settings));
+    is_send(ec2.explain(unauthorized()));
+    is_send(ec2.describe_instance("i-1"));
+    is_send(ec2.wait_volume_available(poller, "vol-1"));
+    is_send(ec2.wait_volume_attached(poller, "vol-1", "i-1"));
+    is_send(ec2.wait_volume_detached(poller, "vol-1"));
+    is_send(ec2.wait_volume_deleted(poller, "vol-1"));
+    is_send(ec2.wait_snapshot_completed(poller, "snap-1", |_| {}));
+    is_send(ec2.wait_image_available(poller, "ami-1"));
+    is_send(ec2.wait_image_copied(poller, "ami-1"));
+    is_send(imds.instance_identity());
+}
