@@ -172,10 +172,10 @@ impl AwsError {
         }
     }
 
-    /// Whether AWS said the resource does not exist (`…NotFound`, `…Malformed` excluded).
+    /// Whether AWS said the resource does not exist (`InvalidVolume.NotFound`,
+    /// `InvalidAMIID.NotFound`…; a malformed id is a different, final error).
     pub fn is_not_found(&self) -> bool {
-        self.code()
-            .is_some_and(|c| c.ends_with(".NotFound") || c.ends_with("NotFound"))
+        self.code().is_some_and(|c| c.ends_with("NotFound"))
     }
 
     /// The encoded message of an `UnauthorizedOperation` error, if this is one.
