@@ -612,3 +612,23 @@ fn every_future_is_send(ec2: &Ec2, poller: &Poller, settings: &AwsSettings, imds
     is_send(ec2.wait_image_copied(poller, "ami-1"));
     is_send(imds.instance_identity());
 }
+
+#[tokio::test]
+async fn http_proxy_from_the_environment_carries_the_api_calls() {
+    let proxy = super::canned_http::CannedServer::start(DESCRIBE_REGIONS, false).await;
+    let _env = ScopedEnv::new(&[("HTTP_PROXY", &proxy.endpoint)]).await;
+    let settings = AwsSettings {
+        region: Some("us-east-1".into()),
+        // Never resolved: the proxy is asked for it.
+        custom_endpoint_ec2: Some("http://ec2.example.invalid".into()),
+        ..static_settings()
+    };
+    let ec2 = connect(&settings).await.unwrap();
+    let regions = ec2.client().describe_regions().send().await.unwrap();
+    assert_eq!(regions.regions().len(), 1);
+    let requests = proxy.requests.lock().unwrap().clone();
+    assert!(
+        requests[0].starts_with("POST http://ec2.example.invalid/ HTTP/1.1"),
+        "{requests:?}"
+    );
+}

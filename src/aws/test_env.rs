@@ -5,7 +5,7 @@ use std::ffi::OsString;
 /// Held by every test that reads or writes AWS_* variables.
 pub(crate) static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Every variable the SDK or we read; cleared for each test so the host's own
+/// Every variable the SDK, its HTTP client or we read; cleared for each test so the host's own
 /// configuration (or another test's) never leaks in.
 const AWS_VARS: &[&str] = &[
     "AWS_REGION",
@@ -29,6 +29,14 @@ const AWS_VARS: &[&str] = &[
     "AWS_POLL_DELAY_SECONDS",
     "AWS_MAX_ATTEMPTS",
     "AWS_TIMEOUT_SECONDS",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
     "VAULT_ADDR",
     "VAULT_TOKEN",
     "VAULT_NAMESPACE",

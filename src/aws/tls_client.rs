@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
+use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_http_client::Connector;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
     SharedHttpConnector,
@@ -189,7 +191,17 @@ pub(crate) fn sdk_http_client(insecure_skip_tls_verify: bool) -> SharedHttpClien
     if insecure_skip_tls_verify {
         return insecure_sdk_client();
     }
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+    // The SDK's stock HTTPS builder ignores HTTP(S)_PROXY/NO_PROXY; upstream honours
+    // them (Go's ProxyFromEnvironment), and so do we.
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = Connector::builder();
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector
+            .proxy_config(ProxyConfig::from_env())
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .build()
+    })
 }
