@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import re
@@ -59,12 +60,13 @@ def call(info: dict[str, Any], method: str, path: str, body: Any = None, timeout
 
 
 def pid_alive(pid: int) -> bool:
-    """True if a process with this pid exists."""
+    """True if a process with this pid exists and is not a zombie."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    return True
+    return state not in ("Z", "X")
 
 
 # ----- commands ----------------------------------------------------------
@@ -133,7 +135,7 @@ def stop_lab(name: str) -> list[str]:
     if pid_alive(info["pid"]):
         try:
             done += call(info, "POST", "shutdown", {}, timeout=60)["done"]
-        except (LabError, OSError) as exc:
+        except (LabError, OSError, http.client.HTTPException) as exc:
             done.append(f"shutdown request failed ({exc}); killing")
         for _ in range(50):
             if not pid_alive(info["pid"]):

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,11 @@ def main(argv: list[str]) -> int:
     (REGISTRY_DIR / f"{cfg.name}.json").write_text(text)
     logging.info("lab %s ready: %s", cfg.name, text)
     lab.done.wait()
+    # Let the /_lab/shutdown response reach labctl before the process exits.
+    time.sleep(0.3)
+    logging.shutdown()
+    # Skip interpreter teardown: werkzeug request threads may still linger.
+    os._exit(0)
     logging.info("lab %s stopped", cfg.name)
     return 0
 
