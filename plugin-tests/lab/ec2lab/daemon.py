@@ -80,6 +80,13 @@ def create_host(lab: Lab) -> None:
     )["Instances"][0]
     rt.instance_id = inst["InstanceId"]
     rt.private_ip = inst.get("PrivateIpAddress", "172.31.0.10")
+    with rt.lock:
+        # moto attaches the default root volume as /dev/sda1; the host AMI says /dev/xvda.
+        instance = backend.get_instance(rt.instance_id)
+        bdt = instance.block_device_mapping.pop("/dev/sda1", None)
+        if bdt is not None:
+            instance.block_device_mapping["/dev/xvda"] = bdt
+            backend.get_volume(bdt.volume_id).attachment.device = "/dev/xvda"
     described = ec2.describe_instances(InstanceIds=[rt.instance_id])["Reservations"][0]["Instances"][0]
     for mapping in described.get("BlockDeviceMappings", []):
         rt.root_volume_id = mapping["Ebs"]["VolumeId"]
