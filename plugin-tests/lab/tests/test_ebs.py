@@ -144,7 +144,9 @@ def test_attach_partition_mount_busy_detach_and_cleanup(any_lab: Lab, mounts_cle
     assert ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["Attachments"] == []
     inst = ec2.describe_instances(InstanceIds=[lab.instance_id])["Reservations"][0]["Instances"][0]
     assert all(m["DeviceName"] != dev for m in inst["BlockDeviceMappings"])
-    assert loop_dev not in sh("losetup -a")
+    # (The loop device itself may already serve another lab: check its backing file.)
+    assert [f for _, f in blockdev.loops_backed_by(lab.state_dir) if vol in f] == []
+    assert loop_dev.startswith("/dev/loop")
     ec2.delete_volume(VolumeId=vol)
 
 

@@ -80,7 +80,7 @@ def test_import_snapshot_register_ls_and_mount_ami(lab: Lab, tmp_path: Path, par
     finally:
         labctl("umount", str(mnt), name=lab.name, check=False)
     assert str(mnt) not in [m.mount_point for m in blockdev.mounts()]
-    assert str(lab.state_dir) not in sh("losetup -a")
+    assert blockdev.loops_backed_by(lab.state_dir) == []
 
 
 def test_fault_cli_and_calls(lab: Lab) -> None:
@@ -159,7 +159,7 @@ def test_stop_cleans_up_attached_and_mounted_volumes(start_lab, tmp_path: Path) 
     assert f"unmounted {mnt}" in out
     assert str(mnt) not in sh("cat /proc/mounts")
     assert not link.exists() and not os.path.exists(os.path.realpath(link))
-    assert str(lab.state_dir) not in sh("losetup -a")
+    assert blockdev.loops_backed_by(lab.state_dir) == []
 
 
 def test_stop_after_daemon_crash_sweeps_devices(start_lab) -> None:
@@ -174,7 +174,7 @@ def test_stop_after_daemon_crash_sweeps_devices(start_lab) -> None:
     assert "detached /dev/loop" in out
     assert not os.path.exists(node)
     assert not (blockdev.CLAIMS_DIR / os.path.basename(node)).exists()
-    assert str(lab.state_dir) not in sh("losetup -a")
+    assert blockdev.loops_backed_by(lab.state_dir) == []
 
 
 def test_two_labs_run_side_by_side_and_share_dev_safely(start_lab) -> None:
