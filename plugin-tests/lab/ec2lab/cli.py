@@ -114,7 +114,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     while time.time() < deadline:
         if stale.exists():
             info = json.loads(stale.read_text())
-            print(json.dumps(info, indent=1) if args.json else f"lab {cfg.name} ready: EC2 http://127.0.0.1:{info['ec2_port']} IMDS http://127.0.0.1:{info['imds_port']} instance {info['instance_id']} ({cfg.device_style})")
+            print(
+                json.dumps(info, indent=1)
+                if args.json
+                else f"lab {cfg.name} ready: EC2 http://127.0.0.1:{info['ec2_port']} IMDS http://127.0.0.1:{info['imds_port']} instance {info['instance_id']} ({cfg.device_style})"
+            )
             return 0
         if proc.poll() is not None:
             log = (cfg.state_path / "daemon.out").read_text(errors="replace")[-3000:]
@@ -344,7 +348,19 @@ def cmd_fault(args: argparse.Namespace) -> int:
     """Inject faults, delays, device withholding; or reset/list them."""
     info = lab_info(args.name)
     if args.fault_cmd == "fail":
-        res = call(info, "POST", "faults", {"action": args.action, "code": args.code, "message": args.message, "status": args.status, "nth": args.nth, "times": args.times})
+        res = call(
+            info,
+            "POST",
+            "faults",
+            {
+                "action": args.action,
+                "code": args.code,
+                "message": args.message,
+                "status": args.status,
+                "nth": args.nth,
+                "times": args.times,
+            },
+        )
     elif args.fault_cmd == "delay":
         res = call(info, "POST", "delays", {"action": args.action, "seconds": args.seconds})
     elif args.fault_cmd == "devices":
@@ -358,7 +374,15 @@ def cmd_fault(args: argparse.Namespace) -> int:
     elif args.fault_cmd == "timings":
         res = call(info, "POST", "timings", dict(kv.split("=", 1) for kv in args.values))
     elif args.fault_cmd == "imds":
-        res = call(info, "POST", "imds", {"require_v2": args.mode == "v2-only" if args.mode in ("v2-only", "v1-ok") else None, "disabled": {"off": True, "on": False}.get(args.mode)})
+        res = call(
+            info,
+            "POST",
+            "imds",
+            {
+                "require_v2": args.mode == "v2-only" if args.mode in ("v2-only", "v1-ok") else None,
+                "disabled": {"off": True, "on": False}.get(args.mode),
+            },
+        )
     elif args.fault_cmd == "reset":
         res = call(info, "POST", "reset", {})
     else:
@@ -468,7 +492,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--all", action="store_true")
     s.set_defaults(func=cmd_stop)
 
-    for name, fn, hlp in (("env", cmd_env, "print export lines"), ("info", cmd_info, "print the lab state JSON"), ("calls", cmd_calls, "print received API calls")):
+    for name, fn, hlp in (
+        ("env", cmd_env, "print export lines"),
+        ("info", cmd_info, "print the lab state JSON"),
+        ("calls", cmd_calls, "print received API calls"),
+    ):
         s = sub.add_parser(name, help=hlp)
         s.add_argument("--name", default=argparse.SUPPRESS)
         s.set_defaults(func=fn)

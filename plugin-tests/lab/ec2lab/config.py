@@ -77,7 +77,7 @@ class LabConfig:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "LabConfig":
+    def from_json(cls, text: str) -> LabConfig:
         """Inverse of to_json."""
         data = json.loads(text)
         timings = Timings(**data.pop("timings", {}))

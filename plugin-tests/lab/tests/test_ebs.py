@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-
 from conftest import Lab, sh, wait_for
+
 from ec2lab import blockdev
 
 GIB = 1024**3
@@ -57,7 +57,7 @@ def detach(lab: Lab, vol: str) -> None:
 def node_paths(lab: Lab, vol: str, requested: str) -> tuple[str, str]:
     """(disk, partition-1) paths a builder would use on this lab."""
     if lab.info["device_style"] == "xen":
-        disk = "/dev/xvd" + requested[len("/dev/sd"):] if requested.startswith("/dev/sd") else requested
+        disk = "/dev/xvd" + requested[len("/dev/sd") :] if requested.startswith("/dev/sd") else requested
         return disk, disk + "1"
     link = f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{vol.replace('-', '')}"
     return link, link + "-part1"
@@ -136,7 +136,7 @@ def test_attach_partition_mount_busy_detach_and_cleanup(any_lab: Lab, mounts_cle
     assert error_code(exc) == "VolumeInUse"
     sh(f"umount {mnt}")
     loop = lab.control("GET", "resources")
-    loop_dev = [v for v in loop["volumes"] if v["VolumeId"] == vol][0]["HostDevice"]["loop"]
+    loop_dev = next(v for v in loop["volumes"] if v["VolumeId"] == vol)["HostDevice"]["loop"]
     # DetachVolume without InstanceId (what the builder sends).
     assert ec2.detach_volume(VolumeId=vol)["State"] == "detaching"
     assert not os.path.exists(disk) and not os.path.exists(part)
@@ -271,7 +271,9 @@ def test_device_node_delay_and_withhold(lab: Lab) -> None:
 def test_snapshot_attributes_and_tags(lab: Lab) -> None:
     ec2 = lab.client()
     vol = new_volume(lab)
-    snap = ec2.create_snapshot(VolumeId=vol, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "a", "Value": "1"}]}])["SnapshotId"]
+    snap = ec2.create_snapshot(VolumeId=vol, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "a", "Value": "1"}]}])[
+        "SnapshotId"
+    ]
     # The form the Go SDK sends for snapshot_users / snapshot_groups.
     ec2.modify_snapshot_attribute(SnapshotId=snap, CreateVolumePermission={"Add": [{"UserId": "210987654321"}, {"Group": "all"}]})
     ec2.modify_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission", OperationType="add", UserIds=["111122223333"])

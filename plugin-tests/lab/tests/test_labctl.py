@@ -13,8 +13,8 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-
 from conftest import Lab, labctl, sh, wait_for
+
 from ec2lab import blockdev
 
 
@@ -51,7 +51,9 @@ def test_env_lines_configure_an_sdk_client(lab: Lab) -> None:
     out = subprocess.run(
         ["python3", "-c", "import boto3; print(boto3.client('ec2').describe_instances()['Reservations'][0]['Instances'][0]['InstanceId'])"],
         env={**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **env},
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == lab.instance_id
 
@@ -65,7 +67,10 @@ def test_import_snapshot_register_ls_and_mount_ami(lab: Lab, tmp_path: Path, par
     s = ec2.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]
     assert s["State"] == "completed" and s["Progress"] == "100%" and s["VolumeSize"] == 1 and s["OwnerId"] == lab.info["account_id"]
     ami = ec2.register_image(
-        Name=f"mount-me-{uuid.uuid4().hex[:6]}", RootDeviceName="/dev/xvda", VirtualizationType="hvm", Architecture="x86_64",
+        Name=f"mount-me-{uuid.uuid4().hex[:6]}",
+        RootDeviceName="/dev/xvda",
+        VirtualizationType="hvm",
+        Architecture="x86_64",
         BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap}}],
     )["ImageId"]
     assert ami in labctl("ls", "amis", name=lab.name).stdout
@@ -86,8 +91,11 @@ def test_import_snapshot_register_ls_and_mount_ami(lab: Lab, tmp_path: Path, par
 def test_fault_cli_and_calls(lab: Lab) -> None:
     labctl("fault", "fail", "DescribeSnapshots", "--code", "Throttling", "--status", "400", name=lab.name)
     ec2 = boto3.client(
-        "ec2", region_name=lab.info["region"], endpoint_url=lab.endpoint,
-        aws_access_key_id="AKIALABLABLABLAB0000", aws_secret_access_key="x",
+        "ec2",
+        region_name=lab.info["region"],
+        endpoint_url=lab.endpoint,
+        aws_access_key_id="AKIALABLABLABLAB0000",
+        aws_secret_access_key="x",
         config=__import__("botocore.config").config.Config(retries={"total_max_attempts": 1}),
     )
     with pytest.raises(ClientError) as exc:
@@ -138,7 +146,7 @@ def test_leak_report_lists_a_deliberate_leak_then_clean(start_lab) -> None:
         assert "loop device /dev/loop" in out and f"mount {node} on {mnt}" in out
         assert f"device claim {node}" in out and f"device node {node}" in out
     finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+        subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
     ec2 = lab.client()
     ec2.detach_volume(VolumeId=vol)
     ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
