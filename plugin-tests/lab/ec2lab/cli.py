@@ -94,6 +94,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         imds_port=args.imds_port,
         imds_require_v2=args.imds_v2_only,
         imds_disabled=args.no_imds,
+        busy_detach=args.busy_detach,
         timings=timings,
     )
     cfg.state_path.mkdir(parents=True, exist_ok=True)
@@ -383,6 +384,8 @@ def cmd_fault(args: argparse.Namespace) -> int:
                 "disabled": {"off": True, "on": False}.get(args.mode),
             },
         )
+    elif args.fault_cmd == "busy-detach":
+        res = call(info, "POST", "busy-detach", {"mode": args.mode})
     elif args.fault_cmd == "reset":
         res = call(info, "POST", "reset", {})
     else:
@@ -480,6 +483,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--region", default="us-east-1")
     for flag in TIMING_FLAGS.values():
         s.add_argument(flag, type=float, metavar="SECONDS")
+    s.add_argument(
+        "--busy-detach", choices=["error", "hang"], default="error", help="DetachVolume of a mounted device: fail, or stay busy as EC2"
+    )
     s.add_argument("--withhold-devices", action="store_true", help="attachments never show a device node")
     s.add_argument("--imds-v2-only", action="store_true", help="IMDSv1 requests get 401")
     s.add_argument("--no-imds", action="store_true", help="IMDS port closed")
@@ -545,6 +551,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("values", nargs="+")
     f = fsub.add_parser("imds", help="IMDS: v2-only | v1-ok | off | on")
     f.add_argument("mode", choices=["v2-only", "v1-ok", "off", "on"])
+    f = fsub.add_parser("busy-detach", help="DetachVolume of a mounted device: error | hang (EC2's busy)")
+    f.add_argument("mode", choices=["error", "hang"])
     fsub.add_parser("reset", help="clear faults, delays, call log, withholding")
     fsub.add_parser("list", help="show faults and delays")
     s.set_defaults(func=cmd_fault)

@@ -77,6 +77,8 @@ def _volume_status(self: Volume) -> str:
 
 def _attachment_status_get(self: VolumeAttachment) -> str:
     status = self.__dict__.get("_lab_status", "attached")
+    if getattr(self, "lab_busy", False):
+        return "busy"
     if getattr(self, "lab_detach_at", None) is not None and status != "detached":
         return "detaching"
     if status == "attached" and _now() < getattr(self, "lab_attached_at", 0):
@@ -811,9 +813,10 @@ def attach_volume(self: ElasticBlockStore) -> ActionResult:
 
 def detach_volume(self: ElasticBlockStore) -> ActionResult:
     """DetachVolume (InstanceId optional). While the device or one of its
-    partitions is mounted on the host it fails with IncorrectState and the
-    attachment stays `attached`: the lab's stand-in for AWS leaving the volume
-    `busy` until the guest lets go."""
+    partitions is mounted on the host: with busy_detach "error" (default) it
+    fails with IncorrectState and the attachment stays `attached`; with "hang"
+    it is accepted and the attachment stays `busy` until nothing is mounted,
+    as on EC2. Force=true unmounts first."""
     self.error_on_dryrun()
     rt = runtime.get()
     volume_id = self._get_param("VolumeId")
@@ -829,23 +832,26 @@ def detach_volume(self: ElasticBlockStore) -> ActionResult:
             "InvalidAttachment.NotFound",
             f"The volume '{volume_id}' is not attached to instance '{instance_id or att.instance.id}' as device '{device or att.device}'",
         )
-    if att.status == "detaching":
+    if att.status in ("detaching", "busy"):
         raise _error("IncorrectState", f"Volume '{volume_id}' is already detaching.")
     host = rt.attached.get(volume_id)
-    if host is not None:
-        busy = host.busy_mounts()
-        if busy and not force:
-            where = ", ".join(f"{m.source} on {m.mount_point}" for m in busy)
-            raise _error("IncorrectState", f"Volume '{volume_id}' is busy: still mounted on the instance ({where}).")
-        if busy:
-            for mount in busy:
-                blockdev.unmount_tree(mount.mount_point)
-        rt.detach_host_device(volume_id)
-    att.lab_detach_at = _now() + rt.config.timings.detach
-    if rt.config.timings.detach <= 0:
-        runtime._finish_detach(volume)
-    elif getattr(att, "lab_bdt", None) is not None:
-        att.lab_bdt.status = "detaching"
+    busy = host.busy_mounts() if host is not None else []
+    if busy and force:
+        for mount in busy:
+            blockdev.unmount_tree(mount.mount_point)
+    elif busy and rt.config.busy_detach == "hang":
+        # EC2's own behaviour: accepted, attachment `busy` until the guest lets go
+        # (Runtime.tick finishes the detach once nothing is mounted).
+        att.lab_busy = True
+        if getattr(att, "lab_bdt", None) is not None:
+            att.lab_bdt.status = "busy"
+        return ActionResult(
+            {"VolumeId": volume_id, "InstanceId": att.instance.id, "Device": att.device, "State": "busy", "AttachTime": att.attach_time}
+        )
+    elif busy:
+        where = ", ".join(f"{m.source} on {m.mount_point}" for m in busy)
+        raise _error("IncorrectState", f"Volume '{volume_id}' is busy: still mounted on the instance ({where}).")
+    begin_detach(volume)
     return ActionResult(
         {
             "VolumeId": volume_id,
@@ -855,6 +861,19 @@ def detach_volume(self: ElasticBlockStore) -> ActionResult:
             "AttachTime": att.attach_time,
         }
     )
+
+
+def begin_detach(volume: Any) -> None:
+    """Free the host device and start the `detaching` period of an attachment."""
+    rt = runtime.get()
+    att = volume.attachment
+    att.lab_busy = False
+    rt.detach_host_device(volume.id)
+    att.lab_detach_at = _now() + rt.config.timings.detach
+    if rt.config.timings.detach <= 0:
+        runtime.finish_detach(volume)
+    elif getattr(att, "lab_bdt", None) is not None:
+        att.lab_bdt.status = "detaching"
 
 
 def create_snapshot(self: ElasticBlockStore) -> ActionResult:

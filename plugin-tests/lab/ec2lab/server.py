@@ -231,6 +231,11 @@ class Lab:
             with rt.lock:
                 rt.config.timings.update(data)
             return asdict(rt.config.timings)
+        if method == "POST" and path == "busy-detach":
+            if data.get("mode") not in ("error", "hang"):
+                raise ValueError("mode must be error or hang")
+            rt.config.busy_detach = data["mode"]
+            return {"mode": rt.config.busy_detach}
         if method == "POST" and path == "devices/show":
             return {"shown": rt.show_withheld()}
         if method == "POST" and path == "imds":
@@ -256,6 +261,7 @@ class Lab:
             "region": rt.config.region,
             "availability_zone": rt.availability_zone,
             "device_style": rt.config.device_style,
+            "busy_detach": rt.config.busy_detach,
             "state_dir": rt.config.state_dir,
             "ec2_port": rt.config.ec2_port,
             "imds_port": self.imds_port,

@@ -287,3 +287,44 @@ def test_snapshot_attributes_and_tags(lab: Lab) -> None:
     assert tags == {"a": "1", "b": "2"}
     assert {"Key": "b", "Value": "2"} in ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["Tags"]
     ec2.delete_volume(VolumeId=vol)
+
+
+def test_busy_detach_hang_mode_waits_for_unmount(lab: Lab, mounts_cleanup: list[str], tmp_path: Path) -> None:
+    ec2 = lab.client()
+    lab.control("POST", "busy-detach", {"mode": "hang"})
+    try:
+        vol = new_volume(lab)
+        dev = attach(lab, vol)
+        disk, _ = node_paths(lab, vol, dev)
+        sh(f"mkfs.ext4 -q {disk}")
+        mnt = tmp_path / "m"
+        mnt.mkdir()
+        sh(f"mount {disk} {mnt}")
+        mounts_cleanup.append(str(mnt))
+        assert ec2.detach_volume(VolumeId=vol)["State"] == "busy"
+        time.sleep(0.6)
+        desc = ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]
+        assert desc["State"] == "in-use" and desc["Attachments"][0]["State"] == "busy"
+        assert is_block(disk)
+        sh(f"umount {mnt}")
+        ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+        assert not os.path.exists(disk)
+        ec2.delete_volume(VolumeId=vol)
+    finally:
+        lab.control("POST", "busy-detach", {"mode": "error"})
+
+
+def test_force_detach_unmounts(lab: Lab, tmp_path: Path, mounts_cleanup: list[str]) -> None:
+    ec2 = lab.client()
+    vol = new_volume(lab)
+    dev = attach(lab, vol)
+    disk, _ = node_paths(lab, vol, dev)
+    sh(f"mkfs.ext4 -q {disk}")
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    sh(f"mount {disk} {mnt}")
+    mounts_cleanup.append(str(mnt))
+    assert ec2.detach_volume(VolumeId=vol, Force=True)["State"] == "detaching"
+    assert str(mnt) not in [m.mount_point for m in blockdev.mounts()]
+    ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+    ec2.delete_volume(VolumeId=vol)
