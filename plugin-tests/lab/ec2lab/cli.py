@@ -129,6 +129,30 @@ def cmd_start(args: argparse.Namespace) -> int:
     raise LabError(f"lab {cfg.name} not ready after {args.timeout}s")
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a command inside a fresh lab; the lab is stopped whatever happens."""
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise LabError("run needs a command after --")
+    args.json = False
+    cmd_start(args)
+    try:
+        env = dict(os.environ)
+        for line in env_lines(lab_info(args.name)):
+            key, value = line.removeprefix("export ").split("=", 1)
+            env[key] = value
+        status = subprocess.run(command, env=env, check=False).returncode
+        leaks = find_leaks(args.name)
+        for leak in leaks:
+            print(f"leak: {leak}", file=sys.stderr)
+        if leaks and args.fail_on_leaks and status == 0:
+            status = 3
+    finally:
+        for line in stop_lab(args.name):
+            print(line, file=sys.stderr)
+    return status
+
+
 def stop_lab(name: str) -> list[str]:
     """Stop a lab and remove everything it created; idempotent."""
     done: list[str] = []
@@ -474,24 +498,33 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=os.environ.get("LAB_NAME", "default"), help="lab name (default: $LAB_NAME or 'default')")
     sub = p.add_subparsers(dest="cmd", required=True)
 
+    def start_options(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--name", default=argparse.SUPPRESS)
+        s.add_argument("--device-style", choices=["xen", "nitro"], default="xen")
+        s.add_argument("--state-dir")
+        s.add_argument("--ec2-port", type=int, default=0, help="0 = a free port")
+        s.add_argument("--imds-port", type=int, default=0, help="0 = a free port")
+        s.add_argument("--region", default="us-east-1")
+        for flag in TIMING_FLAGS.values():
+            s.add_argument(flag, type=float, metavar="SECONDS")
+        s.add_argument(
+            "--busy-detach", choices=["error", "hang"], default="error", help="DetachVolume of a mounted device: fail, or stay busy as EC2"
+        )
+        s.add_argument("--withhold-devices", action="store_true", help="attachments never show a device node")
+        s.add_argument("--imds-v2-only", action="store_true", help="IMDSv1 requests get 401")
+        s.add_argument("--no-imds", action="store_true", help="IMDS port closed")
+        s.add_argument("--timeout", type=float, default=60)
+        s.add_argument("--json", action="store_true", help="print the state JSON")
+
     s = sub.add_parser("start", help="start a lab daemon")
-    s.add_argument("--name", default=argparse.SUPPRESS)
-    s.add_argument("--device-style", choices=["xen", "nitro"], default="xen")
-    s.add_argument("--state-dir")
-    s.add_argument("--ec2-port", type=int, default=0, help="0 = a free port")
-    s.add_argument("--imds-port", type=int, default=0, help="0 = a free port")
-    s.add_argument("--region", default="us-east-1")
-    for flag in TIMING_FLAGS.values():
-        s.add_argument(flag, type=float, metavar="SECONDS")
-    s.add_argument(
-        "--busy-detach", choices=["error", "hang"], default="error", help="DetachVolume of a mounted device: fail, or stay busy as EC2"
-    )
-    s.add_argument("--withhold-devices", action="store_true", help="attachments never show a device node")
-    s.add_argument("--imds-v2-only", action="store_true", help="IMDSv1 requests get 401")
-    s.add_argument("--no-imds", action="store_true", help="IMDS port closed")
-    s.add_argument("--timeout", type=float, default=60)
-    s.add_argument("--json", action="store_true", help="print the state JSON")
+    start_options(s)
     s.set_defaults(func=cmd_start)
+
+    s = sub.add_parser("run", help="start a lab, run COMMAND with its env, report leaks, stop the lab")
+    start_options(s)
+    s.add_argument("--fail-on-leaks", action="store_true", help="exit 3 if the command left leaks (and it succeeded)")
+    s.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("stop", help="stop a lab, remove all it created (idempotent)")
     s.add_argument("--name", default=argparse.SUPPRESS)

@@ -6,6 +6,7 @@ import os
 import signal
 import struct
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -208,3 +209,17 @@ def test_two_labs_run_side_by_side_and_share_dev_safely(start_lab) -> None:
 def test_start_refuses_a_running_name(lab: Lab) -> None:
     again = labctl("start", "--name", lab.name, check=False)
     assert again.returncode == 1 and "already runs" in again.stderr
+
+
+def test_run_gives_the_command_a_lab_and_fails_on_leaks(tmp_path: Path) -> None:
+    name = f"run{os.getpid()}"
+    leaky = "import boto3, os; boto3.client('ec2').create_volume(AvailabilityZone=os.environ['LAB_AVAILABILITY_ZONE'], Size=1)"
+    proc = labctl(
+        "run", "--name", name, "--state-dir", str(tmp_path / "s"), "--fail-on-leaks", "--", sys.executable, "-c", leaky, check=False
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "leak: volume vol-" in proc.stderr
+    clean = labctl("run", "--name", name, "--state-dir", str(tmp_path / "s"), "--fail-on-leaks", "--", "true", check=False)
+    assert clean.returncode == 0 or only_lock_lines(clean.stderr.replace("leak: ", "")), clean.stderr
+    assert labctl("run", "--name", name, "--", "false", check=False).returncode == 1
+    assert not (blockdev.CLAIMS_DIR.parent / "labs" / f"{name}.json").exists()
