@@ -264,3 +264,28 @@ def test_create_tags_on_image_and_snapshot(lab: Lab, snap: str) -> None:
     ec2.create_tags(Resources=[ami, snap], Tags=[{"Key": "Name", "Value": "built"}])
     assert {"Key": "Name", "Value": "built"} in ec2.describe_images(ImageIds=[ami])["Images"][0]["Tags"]
     assert {"Key": "Name", "Value": "built"} in ec2.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]["Tags"]
+
+
+def test_deprecated_images_of_others_are_hidden_unless_asked(lab: Lab) -> None:
+    ec2 = lab.client()
+    host = lab.info["host_image_id"]  # owned by "amazon", not by the caller
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    ec2.enable_image_deprecation(ImageId=host, DeprecateAt=past)
+    try:
+        assert ec2.describe_images(Owners=["amazon"])["Images"] == []
+        assert [i["ImageId"] for i in ec2.describe_images(Owners=["amazon"], IncludeDeprecated=True)["Images"]] == [host]
+        assert [i["ImageId"] for i in ec2.describe_images(ImageIds=[host])["Images"]] == [host]
+    finally:
+        ec2.disable_image_deprecation(ImageId=host)
+    assert [i["ImageId"] for i in ec2.describe_images(Owners=["amazon"])["Images"]] == [host]
+
+
+def test_modify_image_attribute_attribute_value_form(lab: Lab, snap: str) -> None:
+    ec2 = lab.client()
+    ami = register(lab, snap)
+    ec2.modify_image_attribute(ImageId=ami, Attribute="description", Value="via Attribute/Value")
+    assert ec2.describe_image_attribute(ImageId=ami, Attribute="description")["Description"]["Value"] == "via Attribute/Value"
+    ec2.modify_image_attribute(ImageId=ami, Attribute="launchPermission", OperationType="remove", UserIds=["111122223333"])
+    with pytest.raises(ClientError) as exc:
+        ec2.modify_image_attribute(ImageId=ami)
+    assert error_code(exc) == "MissingParameter"
