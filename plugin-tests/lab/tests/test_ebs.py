@@ -80,6 +80,16 @@ def write_mbr(disk: str) -> None:
         os.close(fd)
 
 
+def describe_path(path: str) -> str:
+    """What is at `path` (for failure messages)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "nothing"
+    kind = "block" if stat.S_ISBLK(st.st_mode) else "link" if stat.S_ISLNK(st.st_mode) else "file"
+    return f"{kind} {os.major(st.st_rdev)}:{os.minor(st.st_rdev)} mtime {st.st_mtime} claims {os.listdir(blockdev.CLAIMS_DIR)}"
+
+
 def is_block(path: str) -> bool:
     try:
         return stat.S_ISBLK(os.stat(path).st_mode)
@@ -264,7 +274,7 @@ def test_device_node_delay_and_withhold(lab: Lab) -> None:
     assert lab.control("POST", "devices/show", {})["shown"] == [os.path.basename(node)]
     assert is_block(node)
     detach(lab, vol)
-    assert not os.path.exists(node)
+    assert not os.path.exists(node), f"{node} left after detach: {describe_path(node)}"
     ec2.delete_volume(VolumeId=vol)
 
 

@@ -269,7 +269,7 @@ def test_create_tags_on_image_and_snapshot(lab: Lab, snap: str) -> None:
 def test_deprecated_images_of_others_are_hidden_unless_asked(lab: Lab) -> None:
     ec2 = lab.client()
     host = lab.info["host_image_id"]  # owned by "amazon", not by the caller
-    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     ec2.enable_image_deprecation(ImageId=host, DeprecateAt=past)
     try:
         assert ec2.describe_images(Owners=["amazon"])["Images"] == []
