@@ -326,17 +326,22 @@ def cmd_mount_ami(args: argparse.Namespace) -> int:
     info = lab_info(args.name)
     image = root_snapshot_file(info, args.ami)
     loop = blockdev.run(["losetup", "--find", "--show", "--read-only", str(image)]).stdout.strip()
+    device = loop
     try:
         blockdev.run(["partx", "-a", loop], check=False)
         parts = blockdev.loop_partitions(loop)
         number = args.partition if args.partition is not None else (min(parts) if parts else 0)
-        device = f"{loop}p{number}" if number else loop
-        if number and not Path(device).exists():
-            major, minor = parts[number]
-            os.mknod(device, 0o600 | 0o060000, os.makedev(major, minor))
+        if number:
+            if number not in parts:
+                raise LabError(f"{args.ami}: root snapshot has no partition {number} (has {sorted(parts)})")
+            device = f"{loop}p{number}"
+            if not Path(device).exists():  # no udev here: make the node ourselves
+                blockdev.make_node(Path(device), parts[number])
         os.makedirs(args.dir, exist_ok=True)
         blockdev.run(["mount", "-o", "ro", device, args.dir])
-    except Exception:
+    except (LabError, blockdev.BlockDeviceError, OSError):
+        if device != loop:
+            blockdev.remove_path(Path(device))
         blockdev.losetup_detach(loop)
         raise
     print(f"{args.ami} root ({device}) mounted read-only on {args.dir}")
@@ -602,6 +607,6 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except LabError as exc:
+    except (LabError, blockdev.BlockDeviceError) as exc:
         print(f"labctl: {exc}", file=sys.stderr)
         return 1
