@@ -223,3 +223,19 @@ def test_run_gives_the_command_a_lab_and_fails_on_leaks(tmp_path: Path) -> None:
     assert clean.returncode == 0 or only_lock_lines(clean.stderr.replace("leak: ", "")), clean.stderr
     assert labctl("run", "--name", name, "--", "false", check=False).returncode == 1
     assert not (blockdev.CLAIMS_DIR.parent / "labs" / f"{name}.json").exists()
+
+
+def test_start_on_given_ports(start_lab) -> None:
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    lab = start_lab("--ec2-port", str(ports[0]), "--imds-port", str(ports[1]))
+    assert (lab.info["ec2_port"], lab.info["imds_port"]) == tuple(ports)
+    assert lab.client().describe_instances()["Reservations"][0]["Instances"][0]["InstanceId"] == lab.instance_id
+    env = env_of(lab)
+    assert env["AWS_ENDPOINT_URL_EC2"] == f"http://127.0.0.1:{ports[0]}"
+    assert env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] == f"http://127.0.0.1:{ports[1]}/"
