@@ -889,7 +889,13 @@ def create_snapshot(self: ElasticBlockStore) -> ActionResult:
         bool(volume.encrypted),
         volume.kms_key_id,
     )
-    rt.copy_file(rt.volume_file(volume.id), rt.snapshot_file(snap.id))
+    source = rt.volume_file(volume.id)
+    if source.exists():
+        rt.copy_file(source, rt.snapshot_file(snap.id))
+    else:
+        # Volumes moto made by itself (the host's root disk) have no file: their
+        # snapshot is an empty disk of the same size.
+        rt.sparse_file(rt.snapshot_file(snap.id), volume.size)
     snap.add_tags(self._parse_tag_specification().get("snapshot", {}))
     return ActionResult(snap)
 

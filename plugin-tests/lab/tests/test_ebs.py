@@ -338,3 +338,13 @@ def test_force_detach_unmounts(lab: Lab, tmp_path: Path, mounts_cleanup: list[st
     assert str(mnt) not in [m.mount_point for m in blockdev.mounts()]
     ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
     ec2.delete_volume(VolumeId=vol)
+
+
+def test_snapshot_of_the_host_root_volume_is_an_empty_disk(lab: Lab) -> None:
+    ec2 = lab.client()
+    snap = ec2.create_snapshot(VolumeId=lab.info["root_volume_id"])["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[snap], WaiterConfig={"Delay": 0.3, "MaxAttempts": 20})
+    f = lab.state_dir / "snapshots" / f"{snap}.img"
+    assert f.stat().st_size == 8 * GIB and f.stat().st_blocks == 0
+    ec2.delete_snapshot(SnapshotId=snap)
+    assert not f.exists()
