@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -190,6 +191,18 @@ def mounts_cleanup() -> Iterator[list[str]]:
     yield points
     for p in reversed(points):
         subprocess.run(["umount", p], capture_output=True, check=False)
+
+
+def released(path: str, lab: Lab) -> bool:
+    """True if a node of ours is gone after detach. Once our claim is released,
+    another lab (e.g. this suite running in a parallel worktree) may take the
+    same Xen name at once: a node now claimed by another lab also counts."""
+    if not os.path.lexists(path):
+        return True
+    match = re.match(r"(xvd[a-z]+)", os.path.basename(path))
+    claim = blockdev.CLAIMS_DIR / match.group(1) if match else None
+    owner = claim.read_text() if claim is not None and claim.exists() else None
+    return owner is not None and owner != lab.name
 
 
 def sparse_disk(path: Path, size_mib: int = 64) -> Path:

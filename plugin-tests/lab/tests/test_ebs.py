@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import Lab, sh, wait_for
+from conftest import Lab, released, sh, wait_for
 
 from ec2lab import blockdev
 
@@ -149,7 +149,7 @@ def test_attach_partition_mount_busy_detach_and_cleanup(any_lab: Lab, mounts_cle
     loop_dev = next(v for v in loop["volumes"] if v["VolumeId"] == vol)["HostDevice"]["loop"]
     # DetachVolume without InstanceId (what the builder sends).
     assert ec2.detach_volume(VolumeId=vol)["State"] == "detaching"
-    assert not os.path.exists(disk) and not os.path.exists(part)
+    assert released(disk, lab) and released(part, lab)
     ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
     assert ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["Attachments"] == []
     inst = ec2.describe_instances(InstanceIds=[lab.instance_id])["Reservations"][0]["Instances"][0]
@@ -274,7 +274,7 @@ def test_device_node_delay_and_withhold(lab: Lab) -> None:
     assert lab.control("POST", "devices/show", {})["shown"] == [os.path.basename(node)]
     assert is_block(node)
     detach(lab, vol)
-    assert not os.path.exists(node), f"{node} left after detach: {describe_path(node)}"
+    assert released(node, lab), f"{node} left after detach: {describe_path(node)}"
     ec2.delete_volume(VolumeId=vol)
 
 
@@ -318,7 +318,7 @@ def test_busy_detach_hang_mode_waits_for_unmount(lab: Lab, mounts_cleanup: list[
         assert is_block(disk)
         sh(f"umount {mnt}")
         ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
-        assert not os.path.exists(disk)
+        assert released(disk, lab)
         ec2.delete_volume(VolumeId=vol)
     finally:
         lab.control("POST", "busy-detach", {"mode": "error"})

@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import Lab, labctl, sh, wait_for
+from conftest import Lab, labctl, released, sh, wait_for
 
 from ec2lab import blockdev
 
@@ -181,8 +181,9 @@ def test_stop_after_daemon_crash_sweeps_devices(start_lab) -> None:
     time.sleep(0.3)
     out = labctl("stop", name=lab.name).stdout
     assert "detached /dev/loop" in out
-    assert not os.path.exists(node)
-    assert not (blockdev.CLAIMS_DIR / os.path.basename(node)).exists()
+    assert released(node, lab)
+    claim = blockdev.CLAIMS_DIR / os.path.basename(node)
+    assert not claim.exists() or claim.read_text() != lab.name
     assert blockdev.loops_backed_by(lab.state_dir) == []
 
 
