@@ -40,8 +40,16 @@ def new_volume(lab: Lab, **params) -> str:
 
 def attach(lab: Lab, vol: str, device: str | None = None) -> str:
     ec2 = lab.client()
-    device = device or free_device()
-    assert ec2.attach_volume(VolumeId=vol, InstanceId=lab.instance_id, Device=device)["State"] == "attaching"
+    for _ in range(3):
+        chosen = device or free_device()
+        try:
+            assert ec2.attach_volume(VolumeId=vol, InstanceId=lab.instance_id, Device=chosen)["State"] == "attaching"
+            break
+        except ClientError as exc:
+            # A parallel run may claim the name between our check and the call; pick again.
+            if device or "already in use" not in str(exc):
+                raise
+    device = chosen
     ec2.get_waiter("volume_in_use").wait(
         VolumeIds=[vol], Filters=[{"Name": "attachment.status", "Values": ["attached"]}], WaiterConfig={"Delay": 0.2, "MaxAttempts": 50}
     )
