@@ -74,10 +74,16 @@ class Lab:
         return cls(name, env)
 
     def stop(self) -> str:
-        """Stop the lab; returns labctl's output for the test log."""
+        """Stop the lab; returns labctl's output for the test log.
+
+        `labctl stop` is idempotent; it is retried once because its first call
+        can fail reading the daemon's reply while the daemon shuts down."""
         proc = labctl("stop", "--name", self.name, check=False)
         if proc.returncode != 0:
-            raise LabError(f"labctl stop failed:\n{proc.stdout}\n{proc.stderr}")
+            first = proc
+            proc = labctl("stop", "--name", self.name, check=False)
+            if proc.returncode != 0:
+                raise LabError(f"labctl stop failed twice:\n{first.stderr}\n{proc.stdout}\n{proc.stderr}")
         return proc.stdout
 
     def leaks(self) -> tuple[bool, str]:
@@ -129,16 +135,26 @@ class Lab:
         try:
             yield mountpoint
         finally:
-            labctl("umount-ami", "--name", self.name, str(mountpoint))
+            labctl("umount", "--name", self.name, str(mountpoint))
+
+
+#: Where running labs record which /dev names they have claimed (the lab's own
+#: bookkeeping; read only, to avoid a name another lab is about to create).
+LAB_CLAIMS_DIR = Path("/run/ec2lab/claims")
 
 
 def free_xen_device() -> str:
-    """The first /dev/xvd[f-p] that, like Packer's own discovery, has neither the
-    disk node nor its first partition node present (another lab may be running)."""
-    for letter in "fghijklmnop":
+    """A /dev/xvdX that, checked like Packer's own discovery does, has neither the
+    disk node nor its first partition node, and no lab has claimed.
+
+    Searched from the END of Packer's range (p down to f): auto-discovering
+    builds (Packer's and other labs' tests) take names from f upwards, so this
+    keeps clear of them when several labs run on one machine."""
+    for letter in reversed("fghijklmnop"):
         dev = f"/dev/xvd{letter}"
-        if not os.path.exists(dev) and not os.path.exists(dev + "1"):
-            return dev
+        if os.path.exists(dev) or os.path.exists(dev + "1") or (LAB_CLAIMS_DIR / f"xvd{letter}").exists():
+            continue
+        return dev
     raise RuntimeError("no free /dev/xvd[f-p] device name")
 
 

@@ -110,7 +110,7 @@ def assert_build_succeeded(result: PackerResult) -> str:
     assert result.returncode == 0 and not result.timed_out, result.failure_report()
     log = result.log_path.read_text(errors="replace")
     # The builtin builder ran, not some plugin binary found on the way.
-    assert "Using internal plugin for amazon-chroot" in log, result.failure_report()
+    assert '"/usr/bin/packer", "plugin", "packer-builder-amazon-chroot"' in log, result.failure_report()
     ids = result.artifact_ids()
     assert list(ids) == ["us-east-1"] or len(ids) == 1, f"unexpected artifact ids {ids}\n{result.failure_report()}"
     return next(iter(ids.values()))
