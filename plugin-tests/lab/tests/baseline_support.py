@@ -68,10 +68,15 @@ class Lab:
     env: dict[str, str]
 
     @classmethod
-    def start(cls, name: str, device_style: str = "xen") -> "Lab":
-        labctl("start", "--name", name, "--device-style", device_style)
+    def start(cls, name: str, state_dir: Path, device_style: str = "xen") -> "Lab":
+        """Start a lab whose state (volume files, lab.log) lives in state_dir."""
+        labctl("start", "--name", name, "--device-style", device_style, "--state-dir", str(state_dir))
         env = parse_exports(labctl("env", "--name", name).stdout)
         return cls(name, env)
+
+    @property
+    def state_dir(self) -> str:
+        return self.env.get("LAB_STATE_DIR", "?")
 
     def stop(self) -> str:
         """Stop the lab; returns labctl's output for the test log.
@@ -158,6 +163,18 @@ def free_xen_device() -> str:
     raise RuntimeError("no free /dev/xvd[f-p] device name")
 
 
+def next_nvme_disk() -> str:
+    """The NVMe name a Nitro-style lab will give the next attachment: the lowest
+    /dev/nvmeNn1 (N >= 1) that neither exists nor is claimed by a lab.
+
+    Upstream's Nitro workaround needs this name *before* attaching
+    (nvme_device_path), which is exactly its weakness."""
+    index = 1
+    while os.path.exists(f"/dev/nvme{index}n1") or (LAB_CLAIMS_DIR / f"nvme{index}n1").exists():
+        index += 1
+    return f"/dev/nvme{index}n1"
+
+
 @dataclass
 class PackerResult:
     """Outcome of one `packer build`."""
@@ -175,7 +192,7 @@ class PackerResult:
         return "\n".join(text.splitlines()[-lines:])
 
     def failure_report(self) -> str:
-        return (f"packer exited {self.returncode} (timed out: {self.timed_out})\n"
+        return (f"packer exited {self.returncode} (timed out: {self.timed_out}); work dir {self.log_path.parent}\n"
                 f"--- stdout tail ---\n" + "\n".join(self.stdout.splitlines()[-40:]) +
                 f"\n--- {self.log_path} tail ---\n{self.log_tail()}")
 
