@@ -40,7 +40,7 @@ class LabError(Exception):
 
 def labctl(*args: str, timeout: float = LABCTL_TIMEOUT, check: bool = True) -> subprocess.CompletedProcess:
     """Run labctl with the given arguments and capture its output."""
-    proc = subprocess.run([sys.executable, str(LABCTL), *args], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, str(LABCTL), *args], check=False, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise LabError(f"labctl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -68,10 +68,14 @@ class Lab:
     env: dict[str, str]
 
     @classmethod
-    def start(cls, name: str, state_dir: Path, device_style: str = "xen") -> "Lab":
+    def start(cls, name: str, state_dir: Path, device_style: str = "xen") -> Lab:
         """Start a lab whose state (volume files, lab.log) lives in state_dir."""
-        labctl("start", "--name", name, "--device-style", device_style, "--state-dir", str(state_dir))
-        env = parse_exports(labctl("env", "--name", name).stdout)
+        try:
+            labctl("start", "--name", name, "--device-style", device_style, "--state-dir", str(state_dir))
+            env = parse_exports(labctl("env", "--name", name).stdout)
+        except BaseException:
+            labctl("stop", "--name", name, check=False)  # a half-started lab must not linger
+            raise
         return cls(name, env)
 
     @property
@@ -125,7 +129,7 @@ class Lab:
     def register_source_ami(self, layout: str = "partitioned") -> str:
         """Build/reuse the source image and register it; returns the AMI id."""
         proc = subprocess.run(
-            [sys.executable, str(IMAGES_DIR / "register-source-ami"), "--layout", layout],
+            [sys.executable, str(IMAGES_DIR / "register-source-ami"), "--layout", layout], check=False,
             env=self.process_env(), capture_output=True, text=True, timeout=300,
         )
         if proc.returncode != 0:
@@ -136,11 +140,14 @@ class Lab:
     def mounted_ami(self, ami_id: str, mountpoint: Path):
         """Mount the AMI's root snapshot read-only at mountpoint for the block."""
         mountpoint.mkdir(parents=True, exist_ok=True)
-        labctl("mount-ami", "--name", self.name, ami_id, str(mountpoint))
         try:
+            labctl("mount-ami", "--name", self.name, ami_id, str(mountpoint))
             yield mountpoint
         finally:
-            labctl("umount", "--name", self.name, str(mountpoint))
+            proc = labctl("umount", "--name", self.name, str(mountpoint), check=False)
+            still = mounts_matching(f" {re.escape(str(mountpoint))} ")
+            if still:
+                raise LabError(f"labctl umount left {mountpoint} mounted: {still}\n{proc.stdout}{proc.stderr}")
 
 
 #: Where running labs record which /dev names they have claimed (the lab's own
@@ -285,7 +292,7 @@ def unmount_below(root: Path) -> list[str]:
             if target == root_s or target.startswith(root_s + "/"):
                 targets.append(target)
     for target in sorted(targets, key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], capture_output=True)
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
     return targets
 
 

@@ -29,7 +29,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from baseline_support import (
     PACKER,
     PACKER_CANCEL_GRACE,
@@ -59,8 +58,10 @@ def shell_inline(token: str) -> list[str]:
         "busybox | head -n 1 | cut -d' ' -f1 >> /etc/baseline-shell.txt",
         "grep -c ^root: /etc/passwd >> /etc/baseline-shell.txt",
         "mkdir -p /opt/baseline && cp /etc/os-release /opt/baseline/os-release.copy",
-        "if [ -L /etc/resolv.conf ]; then echo symlink; elif [ -f /etc/resolv.conf ]; then echo file; "
-        "else echo absent; fi > /opt/baseline/resolv-during-build",
+        (
+            "if [ -L /etc/resolv.conf ]; then echo symlink; elif [ -f /etc/resolv.conf ]; then echo file; "
+            "else echo absent; fi > /opt/baseline/resolv-during-build"
+        ),
         "ls /tmp > /opt/baseline/tmp-listing",
     ]
 
@@ -84,8 +85,10 @@ def running_lab(name: str, state_dir: Path, device_style: str):
     try:
         yield started
     finally:
-        clean, report = started.leaks()
-        started.stop()
+        try:
+            clean, report = started.leaks()
+        finally:
+            started.stop()
         assert clean, f"lab leak report after the baseline builds is not clean:\n{report}"
 
 
