@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import re
@@ -59,12 +60,13 @@ def call(info: dict[str, Any], method: str, path: str, body: Any = None, timeout
 
 
 def pid_alive(pid: int) -> bool:
-    """True if a process with this pid exists."""
+    """True if a process with this pid exists and is not a zombie."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    return True
+    return state not in ("Z", "X")
 
 
 # ----- commands ----------------------------------------------------------
@@ -133,7 +135,7 @@ def stop_lab(name: str) -> list[str]:
     if pid_alive(info["pid"]):
         try:
             done += call(info, "POST", "shutdown", {}, timeout=60)["done"]
-        except (LabError, OSError) as exc:
+        except (LabError, OSError, http.client.HTTPException) as exc:
             done.append(f"shutdown request failed ({exc}); killing")
         for _ in range(50):
             if not pid_alive(info["pid"]):
@@ -373,7 +375,13 @@ def cmd_calls(args: argparse.Namespace) -> int:
 
 
 def find_leaks(name: str | None) -> list[str]:
-    """Everything a finished build (or a lab) should not have left behind."""
+    """Everything a finished build (or a stopped lab) should not have left behind.
+
+    With a name, host-wide items are limited to that lab's devices and state
+    dir (other labs may be busy in parallel); without, everything lab-like on
+    the host is reported, including all mounts under the builder's default
+    mount root. A held packer-chroot lock is reported in both modes.
+    """
     leaks = []
     names = [name] if name else [p.stem for p in REGISTRY_DIR.glob("*.json")]
     lab_dirs = []
@@ -389,22 +397,35 @@ def find_leaks(name: str | None) -> list[str]:
                     continue
                 what = "attached" if vol["Attachments"] else "exists"
                 leaks.append(f"volume {vol['VolumeId']} ({vol['Region']}) {what} [{vol['State']}]")
+    numbers: set[tuple[int, int]] = set()
     for d in lab_dirs:
         for loop, back in blockdev.loops_backed_by(d):
             leaks.append(f"loop device {loop} backed by {back}")
-    for m in blockdev.mounts():
-        under_lab = any(m.mount_point.startswith(str(d).rstrip("/") + "/") for d in lab_dirs)
-        if under_lab or m.mount_point.startswith(blockdev.PACKER_MOUNT_ROOT):
+            numbers.add(blockdev.dev_numbers(loop))
+            numbers |= set(blockdev.loop_partitions(loop).values())
+    all_mounts = blockdev.mounts()
+    roots = [str(d).rstrip("/") + "/" for d in lab_dirs]
+    roots += [m.mount_point.rstrip("/") + "/" for m in all_mounts if m.numbers in numbers]
+    if name is None:
+        roots.append(blockdev.PACKER_MOUNT_ROOT + "/")
+    for m in all_mounts:
+        if m.numbers in numbers or any((m.mount_point + "/").startswith(r) for r in roots):
             leaks.append(f"mount {m.source} on {m.mount_point}")
-    for c in blockdev.claims():
-        if name is None or c.lab == name:
-            leaks.append(f"device claim /dev/{c.name} by lab {c.lab} (volume attached)")
-    for node in list(Path("/dev").glob("xvd*")) + list(Path("/dev").glob("nvme*")):
-        if node.is_block_device() and (name is None or any(c.name == node.name.split("p")[0] for c in blockdev.claims())):
+    claimed = [c for c in blockdev.claims() if name is None or c.lab == name]
+    for c in claimed:
+        leaks.append(f"device claim /dev/{c.name} by lab {c.lab} (volume attached)")
+    nodes = []
+    for node in sorted(Path("/dev").iterdir()):
+        if not re.fullmatch(r"(xvd[a-z]+|nvme\d+n1)(p?\d+)?", node.name) or not node.is_block_device():
+            continue
+        if name is None or any(re.fullmatch(re.escape(c.name) + r"(p?\d+)?", node.name) for c in claimed):
+            nodes.append(node)
             leaks.append(f"device node {node}")
     if blockdev.BY_ID_DIR.is_dir():
-        for link in blockdev.BY_ID_DIR.glob("nvme-Amazon_Elastic_Block_Store_*"):
-            leaks.append(f"by-id link {link}")
+        for link in sorted(blockdev.BY_ID_DIR.glob("nvme-Amazon_Elastic_Block_Store_*")):
+            target = Path(os.path.realpath(link))
+            if name is None or target in nodes or not target.exists():
+                leaks.append(f"by-id link {link} -> {target}")
     if blockdev.lock_held():
         leaks.append(f"lock {blockdev.PACKER_CHROOT_LOCK} is held")
     return leaks

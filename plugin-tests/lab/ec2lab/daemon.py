@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,13 @@ def create_host(lab: Lab) -> None:
     )["Instances"][0]
     rt.instance_id = inst["InstanceId"]
     rt.private_ip = inst.get("PrivateIpAddress", "172.31.0.10")
+    with rt.lock:
+        # moto attaches the default root volume as /dev/sda1; the host AMI says /dev/xvda.
+        instance = backend.get_instance(rt.instance_id)
+        bdt = instance.block_device_mapping.pop("/dev/sda1", None)
+        if bdt is not None:
+            instance.block_device_mapping["/dev/xvda"] = bdt
+            backend.get_volume(bdt.volume_id).attachment.device = "/dev/xvda"
     described = ec2.describe_instances(InstanceIds=[rt.instance_id])["Reservations"][0]["Instances"][0]
     for mapping in described.get("BlockDeviceMappings", []):
         rt.root_volume_id = mapping["Ebs"]["VolumeId"]
@@ -120,6 +128,11 @@ def main(argv: list[str]) -> int:
     (REGISTRY_DIR / f"{cfg.name}.json").write_text(text)
     logging.info("lab %s ready: %s", cfg.name, text)
     lab.done.wait()
+    # Let the /_lab/shutdown response reach labctl before the process exits.
+    time.sleep(0.3)
+    logging.shutdown()
+    # Skip interpreter teardown: werkzeug request threads may still linger.
+    os._exit(0)
     logging.info("lab %s stopped", cfg.name)
     return 0
 

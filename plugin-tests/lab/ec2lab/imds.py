@@ -105,8 +105,9 @@ class Imds:
             return reply("404 Not Found", "")
         key = path[len("/latest/"):]
         docs = self._documents()
-        if key.rstrip("/") in docs and not key.endswith("/"):
-            return reply("200 OK", docs[key])
+        if key.rstrip("/") in docs:
+            # Like EC2, a leaf answers with or without a trailing slash.
+            return reply("200 OK", docs[key.rstrip("/")])
         listing = self._listing(key.rstrip("/"))
         if listing is not None:
             return reply("200 OK", listing)
