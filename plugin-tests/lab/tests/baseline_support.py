@@ -266,6 +266,23 @@ def run_packer(template: Path, workdir: Path, env: dict[str, str], fake_sys_bloc
     return PackerResult(proc.returncode, stdout, log_path, timed_out)
 
 
+#: Packer failures that mean another lab on this machine took the /dev name
+#: between Packer's check and the attach (upstream's lock covers only its own
+#: processes). Nothing was built yet when these happen, so one rerun is safe.
+DEVICE_COLLISIONS = ("Device is in use", "Attachment point /dev/sd", "Attachment point /dev/xvd")
+
+
+def run_packer_once_more_on_device_collision(template: Path, workdir: Path, env: dict[str, str],
+                                             fake_sys_block: bool) -> PackerResult:
+    """run_packer, rerun once if the device name collided with another lab's."""
+    result = run_packer(template, workdir, env, fake_sys_block)
+    if result.returncode != 0 and not result.timed_out and any(c in result.stdout for c in DEVICE_COLLISIONS):
+        print(f"device name collision with another lab, rerunning once:\n{result.failure_report()}", file=sys.stderr)
+        result.log_path.rename(result.log_path.with_suffix(".collision.log"))
+        result = run_packer(template, workdir, env, fake_sys_block)
+    return result
+
+
 def stop_process_group(proc: subprocess.Popen) -> str:
     """SIGINT the group (Packer cleans up on it), then SIGKILL after the grace."""
     with contextlib.suppress(ProcessLookupError):

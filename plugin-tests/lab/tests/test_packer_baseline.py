@@ -40,6 +40,7 @@ from baseline_support import (
     mounts_matching,
     next_nvme_disk,
     run_packer,
+    run_packer_once_more_on_device_collision,
     unmount_below,
     write_json_template,
 )
@@ -205,7 +206,7 @@ def test_json_template_with_upstream_device_discovery(lab: Lab, source_ami: str,
         {"type": "file", "source": "payload.txt", "destination": "/root/payload.txt"},
     ])
 
-    result = run_packer(workdir / "baseline.json", workdir, lab.process_env(), fake_sys_block=True)
+    result = run_packer_once_more_on_device_collision(workdir / "baseline.json", workdir, lab.process_env(), True)
 
     ami_id = assert_build_succeeded(result)
     log = result.log_path.read_text(errors="replace")
@@ -301,7 +302,7 @@ def test_whole_device_source_with_mount_partition_zero(lab: Lab, workdir: Path):
         {"type": "file", "source": "payload.txt", "destination": "/root/payload.txt"},
     ])
 
-    result = run_packer(workdir / "whole.json", workdir, lab.process_env(), fake_sys_block=True)
+    result = run_packer_once_more_on_device_collision(workdir / "whole.json", workdir, lab.process_env(), True)
 
     ami_id = assert_build_succeeded(result)
     check_ami(lab, ami_id, ami_name, whole_ami)
