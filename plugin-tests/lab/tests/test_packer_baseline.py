@@ -3,20 +3,43 @@ builtin builder) runs full builds in the lab, and the AMIs it makes hold what
 its provisioners wrote.
 
 This proves the lab is faithful to a real client written by someone else, and
-records upstream's behaviour (notably: its copy_files cleanup deletes the
-image's /etc/resolv.conf symlink) for side-by-side comparison with ours.
+records upstream's behaviour for side-by-side comparison with ours: its EC2 and
+IMDS call sequence (UPSTREAM_CALL_SEQUENCE), the AMI it registers, and what it
+leaves in the image -- notably its copy_files cleanup deletes the image's
+/etc/resolv.conf symlink (hashicorp/packer#4698), asserted here as upstream's
+behaviour, which our builder fixes.
 
-Two ways around upstream's device discovery (it reads /sys/block, which on
-these VMs lists only vda/loop*/zram*, and fails "device prefix could not be
-detected"):
-  * the JSON build runs Packer in a private mount namespace whose /sys/block
-    shows a fake `xvda`, so upstream's own discovery picks /dev/xvdf.. and its
-    default mount_path /mnt/packer-amazon-chroot-volumes/<dev> is used;
-  * the HCL2 build runs in the host namespace with an explicit device_path
-    (the first free /dev/xvdX, checked like Packer does) and a mount_path in
-    the test's own directory, so the lab sees every mount Packer makes.
+How upstream is run in the lab (facts found on these VMs):
+  * Device discovery: upstream reads /sys/block, which lists only
+    vda/loop*/zram* here, and fails "device prefix could not be detected".
+    Two ways round it are used:
+      - the JSON builds run Packer in a private mount namespace whose
+        /sys/block is a tmpfs with a fake `xvda` entry, so upstream's own
+        discovery picks /dev/xvdf.. and its default mount_path
+        /mnt/packer-amazon-chroot-volumes/<dev> is used (those mounts exist
+        only in that namespace and die with it);
+      - the HCL2 and failure builds run in the host namespace with an explicit
+        device_path (a free /dev/xvdX) and a mount_path in the test's own
+        directory, so the lab sees every mount Packer makes.
+    The Nitro build needs device_path plus nvme_device_path, upstream's only
+    Nitro option, with the NVMe name guessed before attaching.
+  * IMDS: with custom_endpoint_ec2 set, Packer's Go SDK sends its
+    instance-metadata requests to the EC2 endpoint; the lab serves them there.
+  * Credentials: the lab's static keys from `labctl env` (AWS_ACCESS_KEY_ID /
+    AWS_SECRET_ACCESS_KEY, Packer logs "EnvProvider"). skip_region_validation
+    is NOT needed: the lab answers DescribeRegions.
+  * Speed: AWS_POLL_DELAY_SECONDS=1 (an upstream knob) instead of 15 s waiter
+    sleeps; a build takes about 5 s.
+  * Packer takes /var/lock/packer-chroot/lock (shared by all builds on the
+    machine); CHECKPOINT_DISABLE=1 and a private HOME keep it off the network
+    and away from user plugins (the log must show the builtin plugin).
+  * Every run is bounded (PACKER_TIMEOUT), interrupted with SIGINT to its
+    process group on timeout, SIGKILLed after a grace period; leftover mounts
+    below the test's directory are unmounted, and the lab (stopped by the
+    fixture finalizer) removes its loop devices and nodes.
 
-Needs root, /usr/bin/packer (Debian packer 1.6.6) and busybox-static.
+Needs root, /usr/bin/packer (Debian packer 1.6.6), busybox-static, and the lab's
+Python requirements.
 """
 
 from __future__ import annotations
