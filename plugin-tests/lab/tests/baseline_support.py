@@ -353,3 +353,14 @@ def action_sequence(calls: list[dict]) -> list[str]:
         if not seq or seq[-1] != call["action"]:
             seq.append(call["action"])
     return seq
+
+
+def loops_backed_below(directory: Path) -> list[str]:
+    """Loop devices whose backing file lies below directory (e.g. a lab's state dir)."""
+    proc = subprocess.run(["losetup", "--list", "--json", "-O", "NAME,BACK-FILE"], check=False,
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return []
+    prefix = str(directory.resolve()).rstrip("/") + "/"
+    return [d["name"] for d in json.loads(proc.stdout).get("loopdevices", [])
+            if (d.get("back-file") or "").startswith(prefix)]

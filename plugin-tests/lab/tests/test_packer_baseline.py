@@ -62,6 +62,7 @@ from baseline_support import (
     action_sequence,
     free_xen_device,
     hcl_string,
+    loops_backed_below,
     mounts_matching,
     next_nvme_disk,
     run_packer,
@@ -165,6 +166,7 @@ def running_lab(name: str, state_dir: Path, device_style: str):
         finally:
             started.stop()
         assert clean, f"lab leak report after the baseline builds is not clean:\n{report}"
+        assert loops_backed_below(state_dir) == [], "loop devices left after labctl stop"
 
 
 @pytest.fixture(scope="module")
