@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-
 from conftest import Lab, sh, wait_for
+
 from ec2lab import blockdev
 
 GIB = 1024**3
@@ -57,7 +57,7 @@ def detach(lab: Lab, vol: str) -> None:
 def node_paths(lab: Lab, vol: str, requested: str) -> tuple[str, str]:
     """(disk, partition-1) paths a builder would use on this lab."""
     if lab.info["device_style"] == "xen":
-        disk = "/dev/xvd" + requested[len("/dev/sd"):] if requested.startswith("/dev/sd") else requested
+        disk = "/dev/xvd" + requested[len("/dev/sd") :] if requested.startswith("/dev/sd") else requested
         return disk, disk + "1"
     link = f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{vol.replace('-', '')}"
     return link, link + "-part1"
@@ -136,7 +136,7 @@ def test_attach_partition_mount_busy_detach_and_cleanup(any_lab: Lab, mounts_cle
     assert error_code(exc) == "VolumeInUse"
     sh(f"umount {mnt}")
     loop = lab.control("GET", "resources")
-    loop_dev = [v for v in loop["volumes"] if v["VolumeId"] == vol][0]["HostDevice"]["loop"]
+    loop_dev = next(v for v in loop["volumes"] if v["VolumeId"] == vol)["HostDevice"]["loop"]
     # DetachVolume without InstanceId (what the builder sends).
     assert ec2.detach_volume(VolumeId=vol)["State"] == "detaching"
     assert not os.path.exists(disk) and not os.path.exists(part)
@@ -144,7 +144,9 @@ def test_attach_partition_mount_busy_detach_and_cleanup(any_lab: Lab, mounts_cle
     assert ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["Attachments"] == []
     inst = ec2.describe_instances(InstanceIds=[lab.instance_id])["Reservations"][0]["Instances"][0]
     assert all(m["DeviceName"] != dev for m in inst["BlockDeviceMappings"])
-    assert loop_dev not in sh("losetup -a")
+    # (The loop device itself may already serve another lab: check its backing file.)
+    assert [f for _, f in blockdev.loops_backed_by(lab.state_dir) if vol in f] == []
+    assert loop_dev.startswith("/dev/loop")
     ec2.delete_volume(VolumeId=vol)
 
 
@@ -269,7 +271,9 @@ def test_device_node_delay_and_withhold(lab: Lab) -> None:
 def test_snapshot_attributes_and_tags(lab: Lab) -> None:
     ec2 = lab.client()
     vol = new_volume(lab)
-    snap = ec2.create_snapshot(VolumeId=vol, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "a", "Value": "1"}]}])["SnapshotId"]
+    snap = ec2.create_snapshot(VolumeId=vol, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "a", "Value": "1"}]}])[
+        "SnapshotId"
+    ]
     # The form the Go SDK sends for snapshot_users / snapshot_groups.
     ec2.modify_snapshot_attribute(SnapshotId=snap, CreateVolumePermission={"Add": [{"UserId": "210987654321"}, {"Group": "all"}]})
     ec2.modify_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission", OperationType="add", UserIds=["111122223333"])
@@ -282,4 +286,45 @@ def test_snapshot_attributes_and_tags(lab: Lab) -> None:
     tags = {t["Key"]: t["Value"] for t in ec2.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]["Tags"]}
     assert tags == {"a": "1", "b": "2"}
     assert {"Key": "b", "Value": "2"} in ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["Tags"]
+    ec2.delete_volume(VolumeId=vol)
+
+
+def test_busy_detach_hang_mode_waits_for_unmount(lab: Lab, mounts_cleanup: list[str], tmp_path: Path) -> None:
+    ec2 = lab.client()
+    lab.control("POST", "busy-detach", {"mode": "hang"})
+    try:
+        vol = new_volume(lab)
+        dev = attach(lab, vol)
+        disk, _ = node_paths(lab, vol, dev)
+        sh(f"mkfs.ext4 -q {disk}")
+        mnt = tmp_path / "m"
+        mnt.mkdir()
+        sh(f"mount {disk} {mnt}")
+        mounts_cleanup.append(str(mnt))
+        assert ec2.detach_volume(VolumeId=vol)["State"] == "busy"
+        time.sleep(0.6)
+        desc = ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]
+        assert desc["State"] == "in-use" and desc["Attachments"][0]["State"] == "busy"
+        assert is_block(disk)
+        sh(f"umount {mnt}")
+        ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+        assert not os.path.exists(disk)
+        ec2.delete_volume(VolumeId=vol)
+    finally:
+        lab.control("POST", "busy-detach", {"mode": "error"})
+
+
+def test_force_detach_unmounts(lab: Lab, tmp_path: Path, mounts_cleanup: list[str]) -> None:
+    ec2 = lab.client()
+    vol = new_volume(lab)
+    dev = attach(lab, vol)
+    disk, _ = node_paths(lab, vol, dev)
+    sh(f"mkfs.ext4 -q {disk}")
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    sh(f"mount {disk} {mnt}")
+    mounts_cleanup.append(str(mnt))
+    assert ec2.detach_volume(VolumeId=vol, Force=True)["State"] == "detaching"
+    assert str(mnt) not in [m.mount_point for m in blockdev.mounts()]
+    ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
     ec2.delete_volume(VolumeId=vol)
