@@ -6,3 +6,4 @@ build:
 # The whole test suite; .ci/run calls this.
 test:
 	cargo test
+	python3 -m pytest plugin-tests/lab/tests
