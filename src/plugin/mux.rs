@@ -672,6 +672,16 @@ impl Drop for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A header in one line: frame type, flags, stream id, length.
+    fn hdr(kind: u8, flags: u16, stream_id: u32, length: u32) -> Header {
+        Header {
+            kind,
+            flags,
+            stream_id,
+            length,
+        }
+    }
     use tokio::io::DuplexStream;
 
     /// A session on one end of a pipe; the test plays the raw peer.
@@ -703,19 +713,9 @@ mod tests {
 
     #[test]
     fn header_layout_matches_go() {
-        let h = Header {
-            kind: TYPE_WINDOW_UPDATE,
-            flags: FLAG_SYN,
-            stream_id: 1,
-            length: 0,
-        };
+        let h = hdr(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0);
         assert_eq!(h.encode(), [0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0]);
-        let d = Header {
-            kind: TYPE_DATA,
-            flags: 0,
-            stream_id: 1,
-            length: 4,
-        };
+        let d = hdr(TYPE_DATA, 0, 1, 4);
         assert_eq!(d.encode(), [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 4]);
         assert_eq!(Header::decode(&d.encode()).unwrap(), d);
         assert!(Header::decode(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
@@ -724,39 +724,11 @@ mod tests {
     #[tokio::test]
     async fn acks_inbound_stream_immediately_and_delivers_data() {
         let (session, mut peer) = server_with_raw_peer();
-        write_frame(
-            &mut peer,
-            Header {
-                kind: TYPE_WINDOW_UPDATE,
-                flags: FLAG_SYN,
-                stream_id: 1,
-                length: 0,
-            },
-            &[],
-        )
-        .await;
+        write_frame(&mut peer, hdr(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0), &[]).await;
         // The ACK comes before anyone accepted or wrote to the stream.
         let (ack, _) = read_frame(&mut peer).await;
-        assert_eq!(
-            ack,
-            Header {
-                kind: TYPE_WINDOW_UPDATE,
-                flags: FLAG_ACK,
-                stream_id: 1,
-                length: 0
-            }
-        );
-        write_frame(
-            &mut peer,
-            Header {
-                kind: TYPE_DATA,
-                flags: 0,
-                stream_id: 1,
-                length: 3,
-            },
-            b"abc",
-        )
-        .await;
+        assert_eq!(ack, hdr(TYPE_WINDOW_UPDATE, FLAG_ACK, 1, 0));
+        write_frame(&mut peer, hdr(TYPE_DATA, 0, 1, 3), b"abc").await;
         let mut stream = session.accept().await.unwrap();
         let mut buf = [0u8; 3];
         stream.read_exact(&mut buf).await.unwrap();
@@ -766,27 +738,9 @@ mod tests {
     #[tokio::test]
     async fn answers_ping_with_same_id() {
         let (_session, mut peer) = server_with_raw_peer();
-        write_frame(
-            &mut peer,
-            Header {
-                kind: TYPE_PING,
-                flags: FLAG_SYN,
-                stream_id: 0,
-                length: 77,
-            },
-            &[],
-        )
-        .await;
+        write_frame(&mut peer, hdr(TYPE_PING, FLAG_SYN, 0, 77), &[]).await;
         let (pong, _) = read_frame(&mut peer).await;
-        assert_eq!(
-            pong,
-            Header {
-                kind: TYPE_PING,
-                flags: FLAG_ACK,
-                stream_id: 0,
-                length: 77
-            }
-        );
+        assert_eq!(pong, hdr(TYPE_PING, FLAG_ACK, 0, 77));
     }
 
     #[tokio::test]
@@ -796,15 +750,7 @@ mod tests {
         let b = session.open().unwrap();
         assert_eq!((a.id(), b.id()), (2, 4));
         let (h, _) = read_frame(&mut peer).await;
-        assert_eq!(
-            h,
-            Header {
-                kind: TYPE_WINDOW_UPDATE,
-                flags: FLAG_SYN,
-                stream_id: 2,
-                length: 0
-            }
-        );
+        assert_eq!(h, hdr(TYPE_WINDOW_UPDATE, FLAG_SYN, 2, 0));
     }
 
     #[tokio::test]
@@ -817,27 +763,9 @@ mod tests {
         assert!(s.write_all(b"x").await.is_err());
         drop(s);
         // A ping marks the end of whatever the session queued before it.
-        write_frame(
-            &mut peer,
-            Header {
-                kind: TYPE_PING,
-                flags: FLAG_SYN,
-                stream_id: 0,
-                length: 1,
-            },
-            &[],
-        )
-        .await;
+        write_frame(&mut peer, hdr(TYPE_PING, FLAG_SYN, 0, 1), &[]).await;
         let (fin, _) = read_frame(&mut peer).await;
-        assert_eq!(
-            fin,
-            Header {
-                kind: TYPE_WINDOW_UPDATE,
-                flags: FLAG_FIN,
-                stream_id: 2,
-                length: 0
-            }
-        );
+        assert_eq!(fin, hdr(TYPE_WINDOW_UPDATE, FLAG_FIN, 2, 0));
         let (next, _) = read_frame(&mut peer).await;
         assert_eq!(next.kind, TYPE_PING, "only one FIN, then the pong");
     }
@@ -846,20 +774,10 @@ mod tests {
     async fn drop_returns_credit_only_for_unread_data_then_fins() {
         let (session, mut peer) = server_with_raw_peer();
         for id in [1u32, 3] {
-            let syn = Header {
-                kind: TYPE_WINDOW_UPDATE,
-                flags: FLAG_SYN,
-                stream_id: id,
-                length: 0,
-            };
+            let syn = hdr(TYPE_WINDOW_UPDATE, FLAG_SYN, id, 0);
             write_frame(&mut peer, syn, &[]).await;
             let _ack = read_frame(&mut peer).await;
-            let data = Header {
-                kind: TYPE_DATA,
-                flags: 0,
-                stream_id: id,
-                length: 4,
-            };
+            let data = hdr(TYPE_DATA, 0, id, 4);
             write_frame(&mut peer, data, b"abcd").await;
         }
         let mut read_all = session.accept().await.unwrap();
@@ -867,38 +785,14 @@ mod tests {
         read_all.read_exact(&mut buf).await.unwrap();
         drop(read_all);
         let (fin, _) = read_frame(&mut peer).await;
-        assert_eq!(
-            fin,
-            Header {
-                kind: TYPE_WINDOW_UPDATE,
-                flags: FLAG_FIN,
-                stream_id: 1,
-                length: 0
-            }
-        );
+        assert_eq!(fin, hdr(TYPE_WINDOW_UPDATE, FLAG_FIN, 1, 0));
         let unread = session.accept().await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         drop(unread);
         let (credit, _) = read_frame(&mut peer).await;
-        assert_eq!(
-            credit,
-            Header {
-                kind: TYPE_WINDOW_UPDATE,
-                flags: 0,
-                stream_id: 3,
-                length: 4
-            }
-        );
+        assert_eq!(credit, hdr(TYPE_WINDOW_UPDATE, 0, 3, 4));
         let (fin, _) = read_frame(&mut peer).await;
-        assert_eq!(
-            fin,
-            Header {
-                kind: TYPE_WINDOW_UPDATE,
-                flags: FLAG_FIN,
-                stream_id: 3,
-                length: 0
-            }
-        );
+        assert_eq!(fin, hdr(TYPE_WINDOW_UPDATE, FLAG_FIN, 3, 0));
     }
 
     #[tokio::test]
@@ -920,17 +814,7 @@ mod tests {
         assert_eq!(got, INITIAL_WINDOW as usize, "never more than the window");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!writer.is_finished(), "blocked on an empty window");
-        write_frame(
-            &mut peer,
-            Header {
-                kind: TYPE_WINDOW_UPDATE,
-                flags: 0,
-                stream_id: 2,
-                length: 100,
-            },
-            &[],
-        )
-        .await;
+        write_frame(&mut peer, hdr(TYPE_WINDOW_UPDATE, 0, 2, 100), &[]).await;
         let (h, p) = read_frame(&mut peer).await;
         assert_eq!((h.kind, p.len()), (TYPE_DATA, 10));
         writer.await.unwrap();
@@ -939,84 +823,28 @@ mod tests {
     #[tokio::test]
     async fn grants_window_after_half_is_read() {
         let (session, mut peer) = server_with_raw_peer();
-        write_frame(
-            &mut peer,
-            Header {
-                kind: TYPE_WINDOW_UPDATE,
-                flags: FLAG_SYN,
-                stream_id: 1,
-                length: 0,
-            },
-            &[],
-        )
-        .await;
+        write_frame(&mut peer, hdr(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0), &[]).await;
         let _ack = read_frame(&mut peer).await;
         let chunk = vec![1u8; WINDOW_UPDATE_THRESHOLD as usize];
-        write_frame(
-            &mut peer,
-            Header {
-                kind: TYPE_DATA,
-                flags: 0,
-                stream_id: 1,
-                length: chunk.len() as u32,
-            },
-            &chunk,
-        )
-        .await;
+        write_frame(&mut peer, hdr(TYPE_DATA, 0, 1, chunk.len() as u32), &chunk).await;
         let mut stream = session.accept().await.unwrap();
         let mut buf = vec![0u8; chunk.len()];
         stream.read_exact(&mut buf).await.unwrap();
         let (h, _) = read_frame(&mut peer).await;
-        assert_eq!(
-            h,
-            Header {
-                kind: TYPE_WINDOW_UPDATE,
-                flags: 0,
-                stream_id: 1,
-                length: WINDOW_UPDATE_THRESHOLD
-            }
-        );
+        assert_eq!(h, hdr(TYPE_WINDOW_UPDATE, 0, 1, WINDOW_UPDATE_THRESHOLD));
     }
 
     #[tokio::test]
     async fn overrunning_the_window_is_a_protocol_error() {
         let (session, mut peer) = server_with_raw_peer();
-        write_frame(
-            &mut peer,
-            Header {
-                kind: TYPE_WINDOW_UPDATE,
-                flags: FLAG_SYN,
-                stream_id: 1,
-                length: 0,
-            },
-            &[],
-        )
-        .await;
+        write_frame(&mut peer, hdr(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0), &[]).await;
         let _ack = read_frame(&mut peer).await;
         let chunk = vec![0u8; 200 * 1024];
         for _ in 0..2 {
-            write_frame(
-                &mut peer,
-                Header {
-                    kind: TYPE_DATA,
-                    flags: 0,
-                    stream_id: 1,
-                    length: chunk.len() as u32,
-                },
-                &chunk,
-            )
-            .await;
+            write_frame(&mut peer, hdr(TYPE_DATA, 0, 1, chunk.len() as u32), &chunk).await;
         }
         let (h, _) = read_frame(&mut peer).await;
-        assert_eq!(
-            h,
-            Header {
-                kind: TYPE_GO_AWAY,
-                flags: 0,
-                stream_id: 0,
-                length: GO_AWAY_PROTOCOL_ERROR
-            }
-        );
+        assert_eq!(h, hdr(TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR));
         session.closed().await;
     }
 
@@ -1043,17 +871,7 @@ mod tests {
     #[tokio::test]
     async fn socket_close_ends_session_and_streams() {
         let (session, mut peer) = server_with_raw_peer();
-        write_frame(
-            &mut peer,
-            Header {
-                kind: TYPE_WINDOW_UPDATE,
-                flags: FLAG_SYN,
-                stream_id: 1,
-                length: 0,
-            },
-            &[],
-        )
-        .await;
+        write_frame(&mut peer, hdr(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0), &[]).await;
         let mut stream = session.accept().await.unwrap();
         drop(peer);
         session.closed().await;
