@@ -34,7 +34,7 @@ impl CachedCredentials {
         if let Some(credentials) = current.as_ref() {
             let fresh = credentials
                 .expiry()
-                .map_or(true, |expiry| expiry > SystemTime::now() + REFRESH_MARGIN);
+                .is_none_or(|expiry| expiry > SystemTime::now() + REFRESH_MARGIN);
             if fresh {
                 return Ok(credentials.clone());
             }

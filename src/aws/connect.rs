@@ -461,7 +461,7 @@ async fn profile_role(
     settings: &AwsSettings,
     profile_files: &ProfileFiles,
 ) -> Result<Option<ProfileRole>, AwsError> {
-    if settings.mfa_code.as_deref().map_or(true, str::is_empty) {
+    if settings.mfa_code.as_deref().is_none_or(str::is_empty) {
         return Ok(None);
     }
     let profiles = aws_config::profile::load(

@@ -674,7 +674,7 @@ mod tests {
         let needle = VENDORED_HCLDEC.as_bytes();
         let mut data = vec![0u8; (1 << 20) - 10];
         data.extend_from_slice(needle);
-        data.extend(std::iter::repeat(7u8).take(1 << 20));
+        data.extend(std::iter::repeat_n(7u8, 1 << 20));
         assert!(stream_contains(std::io::Cursor::new(&data), needle).unwrap());
         assert!(!stream_contains(std::io::Cursor::new(&data[..(1 << 20)]), needle).unwrap());
     }
