@@ -122,6 +122,13 @@ impl Builder for WireTestBuilder {
             cancel: cancel.clone(),
         });
         let provisioned = hook.run("packer_provision", data, comm).await;
+        if let Some(marker) = std::env::var_os("WIRETEST_CLEANUP_MARKER") {
+            // Stands for a real build's cleanup: slow (longer than the
+            // runtime's shutdown grace), and it records whether the build
+            // had been cancelled by the time it finished.
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            std::fs::write(marker, format!("cancelled={}", cancel.is_cancelled()))?;
+        }
         if cancel.is_cancelled() {
             ui.error("wiretest: cancelled").await;
             return Err("wiretest: build cancelled".into());

@@ -54,8 +54,13 @@ struct Plugin {
 }
 
 async fn start_plugin(args: &[&str]) -> Plugin {
+    start_plugin_with_env(args, &[]).await
+}
+
+async fn start_plugin_with_env(args: &[&str], env: &[(&str, &Path)]) -> Plugin {
     let mut child = tokio::process::Command::new(plugin_binary())
         .args(args)
+        .envs(env.iter().copied())
         .env(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE)
         .env("PACKER_LOG", "1")
         .env("WIRETEST_UI_EXTRAS", "1")
@@ -711,6 +716,50 @@ async fn plugin_exits_cleanly_when_packer_hangs_up() {
             .expect("plugin still running after the connection closed")
             .unwrap();
         assert!(status.success(), "{status}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn abandoned_build_is_cancelled_and_cleaned_up_before_the_plugin_exits() {
+    bounded(async {
+        let dir = workdir();
+        let marker = dir.path().join("cleanup-marker");
+        let mut plugin = start_plugin_with_env(
+            &["start", "builder", DEFAULT_NAME],
+            &[("WIRETEST_CLEANUP_MARKER", &marker)],
+        )
+        .await;
+        plugin
+            .main
+            .call("Builder.Prepare", hcl2_prepare_args("hello"))
+            .await
+            .unwrap();
+        let hook_started = Arc::new(Notify::new());
+        let side = Arc::new(PackerSide {
+            broker: plugin.broker.clone(),
+            seen: Arc::new(Mutex::new(Seen::default())),
+            scenario: HookScenario::WaitForCancel,
+            workdir: dir.path().to_owned(),
+            hook_started: hook_started.clone(),
+            hook_cancelled: Arc::new(Notify::new()),
+        });
+        let (run_id, run_stream) = accept_later(&plugin.broker);
+        tokio::spawn(async move { rpc::serve(run_stream.await.unwrap(), side).await });
+        let main = plugin.main.clone();
+        tokio::spawn(async move { main.call("Builder.Run", Value::from(run_id)).await });
+        hook_started.notified().await;
+        // Packer dies mid-provisioning: the connection just closes.
+        plugin.broker.session().close();
+        let status = tokio::time::timeout(Duration::from_secs(20), plugin.child.wait())
+            .await
+            .expect("plugin still running long after the connection closed")
+            .unwrap();
+        assert!(status.success(), "{status}");
+        assert_eq!(
+            std::fs::read_to_string(&marker).expect("the build's cleanup never finished"),
+            "cancelled=true"
+        );
     })
     .await;
 }

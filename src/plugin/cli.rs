@@ -197,7 +197,8 @@ fn start(builder: Arc<dyn api::Builder>, legacy: bool, protobuf: bool) -> ExitCo
         tracing::debug!("Packer closed the connection; exiting");
         ExitCode::SUCCESS
     });
-    // Do not wait for blocking work of a build Packer abandoned.
+    // serve_builder already cancelled and awaited a build Packer abandoned;
+    // what is left is stray blocking work, not worth waiting for.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
 }

@@ -21,6 +21,11 @@ use crate::plugin::spec::proto;
 /// Packer dials stream 0 right after connecting; a minute is generous.
 const MAIN_STREAM_ACCEPT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// When Packer goes away mid-build (it crashed, or was killed without
+/// killing us), the build is cancelled and gets this long to clean up what
+/// it created — detaching and deleting a volume can take minutes on EC2.
+const ABANDONED_RUN_CLEANUP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 /// How the ConfigSpec reply is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpecEncoding {
@@ -42,8 +47,9 @@ pub async fn serve_builder(broker: Broker, builder: Arc<dyn api::Builder>, encod
         }
     };
     let handler = Arc::new(BuilderHandler::new(builder, broker.clone(), encoding));
-    tokio::spawn(rpc::serve(stream, handler));
+    tokio::spawn(rpc::serve(stream, handler.clone()));
     broker.session().closed().await;
+    handler.abandon_run(ABANDONED_RUN_CLEANUP_TIMEOUT).await;
 }
 
 /// The `Builder` RPC service around an [`api::Builder`].
@@ -54,6 +60,8 @@ pub struct BuilderHandler {
     gob_flavor: OnceCell<GobFlavor>,
     /// The cancel token of the Run in flight, fired by `Builder.Cancel`.
     running: Mutex<Option<CancellationToken>>,
+    /// True while a Run is in flight, so an abandoned one can be awaited.
+    in_flight: tokio::sync::watch::Sender<bool>,
 }
 
 impl BuilderHandler {
@@ -69,6 +77,31 @@ impl BuilderHandler {
             encoding,
             gob_flavor: OnceCell::new(),
             running: Mutex::new(None),
+            in_flight: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Packer is gone: cancels a Run still in flight and waits (at most
+    /// `timeout`) until its cleanup is done, so nothing it created is left
+    /// behind when the process exits.
+    pub async fn abandon_run(&self, timeout: Duration) {
+        let mut in_flight = self.in_flight.subscribe();
+        if !*in_flight.borrow() {
+            return;
+        }
+        tracing::warn!(
+            "Packer closed the connection during a build; cancelling it and cleaning up"
+        );
+        self.cancel();
+        let finished = tokio::time::timeout(timeout, in_flight.wait_for(|running| !running))
+            .await
+            .is_ok();
+        if finished {
+            tracing::info!("the abandoned build has cleaned up");
+        } else {
+            tracing::error!(
+                "the abandoned build did not finish cleaning up within {timeout:?}; exiting anyway"
+            );
         }
     }
 
@@ -120,6 +153,13 @@ impl BuilderHandler {
         // is not lost.
         let cancel = CancellationToken::new();
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(cancel.clone());
+        self.in_flight.send_replace(true);
+        let result = self.run_on_stream(id, cancel).await;
+        self.in_flight.send_replace(false);
+        result
+    }
+
+    async fn run_on_stream(&self, id: u32, cancel: CancellationToken) -> Result<Value, CallError> {
         // Packer waits only 5 s for this dial.
         let stream = match self.broker.dial(id).await {
             Ok(stream) => stream,
