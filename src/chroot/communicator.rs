@@ -1,0 +1,481 @@
+//! The communicator provisioners use: commands run with `chroot <root>
+//! /bin/sh -c`, files are read and written below the chroot root only.
+//!
+//! Fixes over upstream's SDK communicator (reference §5): the command is
+//! single-quoted, so `$VAR`, `$(…)` and backticks are expanded by the
+//! chroot's shell and never by the host's, and multi-line commands work;
+//! commands are killed (their whole process group) when the build is
+//! cancelled, so they cannot keep the mount busy; uploads honour the file
+//! mode and never leave the chroot; `exclude` is honoured; `download_dir`
+//! works.
+//!
+//! File transfers are done by this process itself (not through
+//! `command_wrapper`), because confining paths needs to look at every
+//! component as it is written; chroot builds therefore need Packer to run
+//! as root, which mounting requires in practice anyway.
+
+use std::io;
+use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+use super::confine::{resolve_in_root, ConfineError, FinalSymlink};
+use super::host_shell::{
+    exit_code, shell_quote, wait_or_kill, CommandWrapper, HostCommandError, HostShell,
+};
+use crate::plugin::api::{BoxError, BoxRead, BoxWrite, Communicator, FileInfo, RemoteCommand};
+
+/// Mode of uploaded files when Packer sends no file info.
+const DEFAULT_FILE_MODE: u32 = 0o644;
+
+/// Exit status reported when the command's status cannot be known (waiting
+/// for it failed), as Packer's `RemoteCmd` does for an unknown status.
+const UNKNOWN_EXIT: i32 = -1;
+
+/// Errors of the chroot communicator.
+#[derive(Debug, thiserror::Error)]
+pub enum CommunicatorError {
+    /// A path leaves the chroot.
+    #[error(transparent)]
+    Confine(#[from] ConfineError),
+    /// The command could not be prepared or started.
+    #[error(transparent)]
+    Command(#[from] HostCommandError),
+    /// A file operation failed.
+    #[error("cannot {action} {path:?}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CommunicatorError {
+    let path = path.to_path_buf();
+    move |source| CommunicatorError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The communicator of a chroot build.
+#[derive(Debug, Clone)]
+pub struct ChrootCommunicator {
+    root: PathBuf,
+    shell: HostShell,
+    cancel: CancellationToken,
+}
+
+impl ChrootCommunicator {
+    /// A communicator for the chroot at `root` (the absolute mount path);
+    /// commands go through `wrapper` and are killed when `cancel` fires.
+    pub fn new(root: &Path, wrapper: CommandWrapper, cancel: CancellationToken) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            shell: HostShell::new(wrapper),
+            cancel,
+        }
+    }
+
+    /// The chroot root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The host command that runs `command` in the chroot (before the
+    /// wrapper): nothing in it is expanded by the host's shell.
+    pub fn chroot_command(&self, command: &str) -> String {
+        format!(
+            "chroot {} /bin/sh -c {}",
+            shell_quote(&self.root.to_string_lossy()),
+            shell_quote(command)
+        )
+    }
+
+    fn resolve(&self, path: &str) -> Result<PathBuf, ConfineError> {
+        resolve_in_root(&self.root, Path::new(path), FinalSymlink::Follow)
+    }
+
+    async fn start_command(
+        &self,
+        cmd: RemoteCommand,
+    ) -> Result<BoxFuture<'static, i32>, CommunicatorError> {
+        let (mut command, wrapped) = self.shell.command(&self.chroot_command(&cmd.command))?;
+        let piped_or_null = |wanted: bool| {
+            if wanted {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            }
+        };
+        command
+            .stdin(piped_or_null(cmd.stdin.is_some()))
+            .stdout(piped_or_null(cmd.stdout.is_some()))
+            .stderr(piped_or_null(cmd.stderr.is_some()));
+        tracing::info!(command = %cmd.command, "running in the chroot");
+        let mut child = command.spawn().map_err(|source| HostCommandError::Spawn {
+            command: wrapped,
+            source,
+        })?;
+
+        let stdin_task = match (cmd.stdin, child.stdin.take()) {
+            (Some(mut from), Some(mut to)) => Some(tokio::spawn(async move {
+                // A command that exits without reading its input is fine.
+                let _ = tokio::io::copy(&mut from, &mut to).await;
+                let _ = to.shutdown().await;
+            })),
+            _ => None,
+        };
+        let stdout_task = pump(child.stdout.take(), cmd.stdout);
+        let stderr_task = pump(child.stderr.take(), cmd.stderr);
+        let cancel = self.cancel.clone();
+        let done = tokio::spawn(async move {
+            let status = wait_or_kill(&mut child, &cancel).await;
+            for task in [stdout_task, stderr_task].into_iter().flatten() {
+                let _ = task.await;
+            }
+            if let Some(t) = stdin_task {
+                t.abort();
+            }
+            let code = status.map(exit_code).unwrap_or(UNKNOWN_EXIT);
+            tracing::info!(code, "chroot command finished");
+            code
+        });
+        Ok(async move { done.await.unwrap_or(UNKNOWN_EXIT) }.boxed())
+    }
+
+    async fn upload_file(
+        &self,
+        path: &str,
+        mut content: BoxRead,
+        info: Option<FileInfo>,
+    ) -> Result<(), CommunicatorError> {
+        let target = self.resolve(path)?;
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(io_err("create directory", parent))?;
+        }
+        let mode = info
+            .as_ref()
+            .map_or(DEFAULT_FILE_MODE, |i| go_mode_to_unix(i.mode));
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&target)
+            .await
+            .map_err(io_err("create", &target))?;
+        tokio::io::copy(&mut content, &mut file)
+            .await
+            .map_err(io_err("write", &target))?;
+        file.flush().await.map_err(io_err("write", &target))?;
+        // Explicitly, as the umask and an existing file's mode would win.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .await
+            .map_err(io_err("set the mode of", &target))?;
+        if let Some(mtime) = info.and_then(|i| i.mtime) {
+            let std_file = file.into_std().await;
+            tokio::task::spawn_blocking(move || std_file.set_modified(mtime))
+                .await
+                .map_err(|e| io_err("set the time of", &target)(io::Error::other(e)))?
+                .map_err(io_err("set the time of", &target))?;
+        }
+        tracing::debug!(path, mode = format!("{mode:o}"), "uploaded into the chroot");
+        Ok(())
+    }
+
+    async fn download_file(&self, path: &str, mut out: BoxWrite) -> Result<(), CommunicatorError> {
+        let source = self.resolve(path)?;
+        let file = tokio::fs::File::open(&source)
+            .await
+            .map_err(io_err("open", &source))?;
+        tokio::io::copy(&mut BufReader::new(file), &mut out)
+            .await
+            .map_err(io_err("read", &source))?;
+        out.shutdown().await.map_err(io_err("write out", &source))?;
+        Ok(())
+    }
+
+    async fn upload_tree(
+        &self,
+        dst: &str,
+        src: &str,
+        exclude: &[String],
+    ) -> Result<(), CommunicatorError> {
+        let local = PathBuf::from(src);
+        let remote_base = tree_destination(Path::new(dst), src);
+        let root = self.root.clone();
+        let exclude = exclude.to_vec();
+        run_blocking(move || {
+            copy_tree(&local, &exclude, &|rel: &Path, last: FinalSymlink| {
+                Ok(resolve_in_root(&root, &remote_base.join(rel), last)?)
+            })
+        })
+        .await
+    }
+
+    async fn download_tree(
+        &self,
+        src: &str,
+        dst: &str,
+        exclude: &[String],
+    ) -> Result<(), CommunicatorError> {
+        let remote = self.resolve(src)?;
+        let local_base = tree_destination(Path::new(dst), src);
+        let exclude = exclude.to_vec();
+        run_blocking(move || {
+            copy_tree(&remote, &exclude, &|rel: &Path, _| Ok(local_base.join(rel)))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Communicator for ChrootCommunicator {
+    /// Exit status: the command's exit code; killed by signal `n` (also by
+    /// a cancel, SIGKILL) gives `128 + n`, as a shell reports it; `-1` if
+    /// the status could not be read.
+    async fn start(&self, cmd: RemoteCommand) -> Result<BoxFuture<'static, i32>, BoxError> {
+        Ok(self.start_command(cmd).await?)
+    }
+
+    async fn upload(
+        &self,
+        path: &str,
+        content: BoxRead,
+        info: Option<FileInfo>,
+    ) -> Result<(), BoxError> {
+        Ok(self.upload_file(path, content, info).await?)
+    }
+
+    async fn upload_dir(&self, dst: &str, src: &str, exclude: &[String]) -> Result<(), BoxError> {
+        Ok(self.upload_tree(dst, src, exclude).await?)
+    }
+
+    async fn download(&self, path: &str, out: BoxWrite) -> Result<(), BoxError> {
+        Ok(self.download_file(path, out).await?)
+    }
+
+    async fn download_dir(&self, src: &str, dst: &str, exclude: &[String]) -> Result<(), BoxError> {
+        Ok(self.download_tree(src, dst, exclude).await?)
+    }
+}
+
+/// Copies a child's output to the provisioner's writer, then shuts it down.
+fn pump<R>(from: Option<R>, to: Option<BoxWrite>) -> Option<tokio::task::JoinHandle<()>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    match (from, to) {
+        (Some(mut from), Some(mut to)) => Some(tokio::spawn(async move {
+            if let Err(e) = tokio::io::copy(&mut from, &mut to).await {
+                tracing::warn!(error = %e, "forwarding command output");
+            }
+            let _ = to.shutdown().await;
+        })),
+        _ => None,
+    }
+}
+
+/// Go's `os.FileMode` permission bits as a Unix mode (Go keeps setuid,
+/// setgid and sticky in high bits of its own).
+fn go_mode_to_unix(go: u32) -> u32 {
+    const GO_SETUID: u32 = 1 << 23;
+    const GO_SETGID: u32 = 1 << 22;
+    const GO_STICKY: u32 = 1 << 20;
+    let mut mode = go & 0o777;
+    if go & GO_SETUID != 0 {
+        mode |= 0o4000;
+    }
+    if go & GO_SETGID != 0 {
+        mode |= 0o2000;
+    }
+    if go & GO_STICKY != 0 {
+        mode |= 0o1000;
+    }
+    mode
+}
+
+/// rsync's rule, as Packer's communicators: `src/` copies the contents of
+/// `src` into `dst`; `src` copies the directory itself, as `dst/<name>`.
+fn tree_destination(dst: &Path, src: &str) -> PathBuf {
+    if src.ends_with('/') {
+        return dst.to_path_buf();
+    }
+    match Path::new(src).file_name() {
+        Some(name) => dst.join(name),
+        None => dst.to_path_buf(),
+    }
+}
+
+async fn run_blocking<F>(f: F) -> Result<(), CommunicatorError>
+where
+    F: FnOnce() -> Result<(), CommunicatorError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(io_err("copy", Path::new(""))(io::Error::other(e))))
+}
+
+/// Copies the tree at `src` (a real directory; symlinks in it are copied as
+/// symlinks, never followed, as `cp -R` does) to where `dest_of(relative
+/// path, how to treat a symlink already there)` says, skipping entries
+/// matching an `exclude` glob. A directory is copied into what an existing
+/// link points to; a file or link replaces an existing link.
+fn copy_tree(
+    src: &Path,
+    exclude: &[String],
+    dest_of: &dyn Fn(&Path, FinalSymlink) -> Result<PathBuf, CommunicatorError>,
+) -> Result<(), CommunicatorError> {
+    let meta = std::fs::metadata(src).map_err(io_err("read", src))?;
+    if !meta.is_dir() {
+        return Err(io_err("copy", src)(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a directory",
+        )));
+    }
+    let top = dest_of(Path::new(""), FinalSymlink::Follow)?;
+    std::fs::create_dir_all(&top).map_err(io_err("create directory", &top))?;
+    let mut pending = vec![PathBuf::new()];
+    while let Some(rel_dir) = pending.pop() {
+        let dir = src.join(&rel_dir);
+        let entries = std::fs::read_dir(&dir).map_err(io_err("read directory", &dir))?;
+        for entry in entries {
+            let entry = entry.map_err(io_err("read directory", &dir))?;
+            let rel = rel_dir.join(entry.file_name());
+            if is_excluded(&rel, exclude) {
+                continue;
+            }
+            let from = entry.path();
+            let meta = std::fs::symlink_metadata(&from).map_err(io_err("inspect", &from))?;
+            let ft = meta.file_type();
+            let to = if ft.is_dir() {
+                dest_of(&rel, FinalSymlink::Follow)?
+            } else {
+                dest_of(&rel, FinalSymlink::Keep)?
+            };
+            if ft.is_dir() {
+                match std::fs::symlink_metadata(&to) {
+                    Ok(m) if m.is_dir() => {}
+                    _ => {
+                        std::fs::create_dir(&to).map_err(io_err("create directory", &to))?;
+                    }
+                }
+                std::fs::set_permissions(&to, meta.permissions())
+                    .map_err(io_err("set the mode of", &to))?;
+                pending.push(rel);
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(&from).map_err(io_err("read link", &from))?;
+                remove_non_dir(&to)?;
+                symlink(&target, &to).map_err(io_err("create link", &to))?;
+            } else if ft.is_file() {
+                remove_non_dir(&to)?;
+                let mut input = std::fs::File::open(&from).map_err(io_err("read", &from))?;
+                let mut output = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&to)
+                    .map_err(io_err("create", &to))?;
+                io::copy(&mut input, &mut output).map_err(io_err("write", &to))?;
+                output
+                    .set_permissions(meta.permissions())
+                    .map_err(io_err("set the mode of", &to))?;
+            }
+            // Sockets, fifos and device nodes are skipped, as rsync does
+            // without --specials/--devices.
+        }
+    }
+    Ok(())
+}
+
+/// Removes whatever non-directory is at `p` (a file or symlink being
+/// replaced; the link itself, never what it points to).
+fn remove_non_dir(p: &Path) -> Result<(), CommunicatorError> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if !m.is_dir() => std::fs::remove_file(p).map_err(io_err("replace", p)),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a relative path matches an exclude glob, against the whole
+/// relative path or its last component (`*.log` excludes logs anywhere,
+/// `sub/tmp` one entry).
+fn is_excluded(rel: &Path, exclude: &[String]) -> bool {
+    let whole = rel.to_string_lossy();
+    let name = rel
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    exclude.iter().any(|pattern| {
+        let p = pattern.trim_start_matches("./").trim_end_matches('/');
+        glob_match(p.as_bytes(), whole.as_bytes()) || glob_match(p.as_bytes(), name.as_bytes())
+    })
+}
+
+/// Shell-style glob: `*` and `?` do not match `/`; `[...]` classes with
+/// ranges and `!`/`^` negation; `\` escapes.
+fn glob_match(p: &[u8], t: &[u8]) -> bool {
+    match p.first() {
+        None => t.is_empty(),
+        Some(b'*') => (0..=t.len())
+            .take_while(|&i| i == 0 || t[i - 1] != b'/')
+            .any(|i| glob_match(&p[1..], &t[i..])),
+        Some(b'?') => t.first().is_some_and(|&c| c != b'/') && glob_match(&p[1..], &t[1..]),
+        Some(b'[') => {
+            let Some(&c) = t.first() else { return false };
+            match class_match(&p[1..], c) {
+                Some((matched, rest)) => matched && glob_match(rest, &t[1..]),
+                // An unterminated class is a literal '['.
+                None => c == b'[' && glob_match(&p[1..], &t[1..]),
+            }
+        }
+        Some(b'\\') if p.len() > 1 => t.first() == Some(&p[1]) && glob_match(&p[2..], &t[1..]),
+        Some(&lit) => t.first() == Some(&lit) && glob_match(&p[1..], &t[1..]),
+    }
+}
+
+/// Matches `c` against a class body (after `[`); returns the result and
+/// the pattern after `]`, or `None` if there is no closing `]`.
+fn class_match(body: &[u8], c: u8) -> Option<(bool, &[u8])> {
+    let (negated, mut i) = match body.first() {
+        Some(b'!') | Some(b'^') => (true, 1),
+        _ => (false, 0),
+    };
+    let mut matched = false;
+    let mut first = true;
+    while i < body.len() {
+        if body[i] == b']' && !first {
+            return Some((matched != negated, &body[i + 1..]));
+        }
+        first = false;
+        if i + 2 < body.len() && body[i + 1] == b'-' && body[i + 2] != b']' {
+            if body[i] <= c && c <= body[i + 2] {
+                matched = true;
+            }
+            i += 3;
+        } else {
+            if body[i] == c {
+                matched = true;
+            }
+            i += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

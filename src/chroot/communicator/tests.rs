@@ -1,0 +1,379 @@
+//! The communicator against a real busybox chroot (run as root).
+
+use std::os::unix::fs::MetadataExt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use tokio::io::AsyncWrite;
+
+use super::*;
+use crate::chroot::host_shell::identity_wrapper;
+use crate::chroot::mounts::processes_using;
+use crate::chroot::test_fixtures::busybox_rootfs;
+
+/// A writer collecting what a command wrote, readable after it ended.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl AsyncWrite for Captured {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+struct Chroot {
+    dir: tempfile::TempDir,
+    comm: ChrootCommunicator,
+    cancel: CancellationToken,
+}
+
+fn chroot() -> Chroot {
+    let dir = tempfile::tempdir().unwrap();
+    busybox_rootfs(dir.path());
+    std::fs::write(dir.path().join("etc/marker"), "inside-the-chroot\n").unwrap();
+    let cancel = CancellationToken::new();
+    let comm = ChrootCommunicator::new(dir.path(), identity_wrapper(), cancel.clone());
+    Chroot { dir, comm, cancel }
+}
+
+/// Runs `command` with optional stdin; returns (exit code, stdout, stderr).
+async fn run(c: &ChrootCommunicator, command: &str, stdin: Option<&str>) -> (i32, String, String) {
+    let out = Captured::default();
+    let err = Captured::default();
+    let stdin: Option<BoxRead> =
+        stdin.map(|s| Box::new(io::Cursor::new(s.as_bytes().to_vec())) as BoxRead);
+    let done = c
+        .start(RemoteCommand {
+            command: command.to_string(),
+            stdin,
+            stdout: Some(Box::new(out.clone())),
+            stderr: Some(Box::new(err.clone())),
+        })
+        .await
+        .unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(30), done)
+        .await
+        .unwrap();
+    (code, out.text(), err.text())
+}
+
+#[tokio::test]
+async fn runs_commands_in_the_chroot_with_exit_code_stdout_and_stderr() {
+    let c = chroot();
+    let (code, out, err) = run(&c.comm, "cat /etc/marker; echo oops >&2; exit 3", None).await;
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (3, "inside-the-chroot\n", "oops\n")
+    );
+    let (code, out, _) = run(&c.comm, "cat", Some("from stdin\n")).await;
+    assert_eq!((code, out.as_str()), (0, "from stdin\n"));
+}
+
+#[tokio::test]
+async fn host_shell_expands_nothing() {
+    let c = chroot();
+    // Were `$X`, `$(…)` or backticks expanded on the host, X would be
+    // empty and the host has no /etc/marker.
+    let cmd = r#"X=set-in-chroot; echo "$X $(cat /etc/marker)" `echo tick`; echo 'it'"'"'s'"#;
+    let (code, out, err) = run(&c.comm, cmd, None).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "set-in-chroot inside-the-chroot tick\nit's\n");
+}
+
+#[tokio::test]
+async fn multi_line_commands_work() {
+    let c = chroot();
+    let (code, out, _) = run(&c.comm, "echo one\nif true; then\n  echo two\nfi\n", None).await;
+    assert_eq!((code, out.as_str()), (0, "one\ntwo\n"));
+}
+
+#[tokio::test]
+async fn death_by_signal_is_128_plus_the_signal() {
+    let c = chroot();
+    let (code, _, _) = run(&c.comm, "kill -9 $$", None).await;
+    assert_eq!(code, 128 + 9);
+}
+
+#[tokio::test]
+async fn cancel_kills_the_command_and_frees_the_chroot() {
+    let c = chroot();
+    let done = c
+        .comm
+        .start(RemoteCommand {
+            command: "sleep 600 & sleep 600".into(),
+            stdin: None,
+            stdout: Some(Box::new(Captured::default())),
+            stderr: None,
+        })
+        .await
+        .unwrap();
+    // Wait until the shell and its background sleep run in the chroot
+    // (busybox may run the foreground sleep inside the shell process).
+    let root = c.dir.path().to_path_buf();
+    for _ in 0..100 {
+        if processes_using(&root).len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let running = processes_using(&root);
+    assert!(running.len() >= 2, "{running:?}");
+    assert!(running.iter().any(|p| p.comm == "sleep"), "{running:?}");
+    let started = Instant::now();
+    c.cancel.cancel();
+    let code = tokio::time::timeout(Duration::from_secs(10), done)
+        .await
+        .unwrap();
+    assert_eq!(code, 128 + 9);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for _ in 0..50 {
+        if processes_using(&root).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        processes_using(&root),
+        vec![],
+        "processes survived the cancel"
+    );
+}
+
+fn reader(s: &str) -> BoxRead {
+    Box::new(io::Cursor::new(s.as_bytes().to_vec()))
+}
+
+#[tokio::test]
+async fn upload_creates_parents_and_applies_the_mode() {
+    let c = chroot();
+    let info = FileInfo {
+        name: "run.sh".into(),
+        size: 10,
+        // Go's os.FileMode: 0755 | ModeSetgid.
+        mode: 0o755 | (1 << 22),
+        mtime: Some(UNIX_EPOCH + Duration::from_secs(1_600_000_000)),
+    };
+    c.comm
+        .upload(
+            "/opt/app/run.sh",
+            reader("#!/bin/sh\necho hi\n"),
+            Some(info),
+        )
+        .await
+        .unwrap();
+    let p = c.dir.path().join("opt/app/run.sh");
+    let meta = std::fs::metadata(&p).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o2755);
+    assert_eq!(meta.mtime(), 1_600_000_000);
+    let (code, out, _) = run(&c.comm, "/opt/app/run.sh", None).await;
+    assert_eq!((code, out.as_str()), (0, "hi\n"));
+
+    c.comm.upload("tmp/plain", reader("x"), None).await.unwrap();
+    let meta = std::fs::metadata(c.dir.path().join("tmp/plain")).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o644);
+}
+
+#[tokio::test]
+async fn uploads_and_downloads_never_leave_the_chroot() {
+    let c = chroot();
+    let outside = tempfile::tempdir().unwrap();
+    for path in ["../../etc/x", "/tmp/../../x"] {
+        let err = c.comm.upload(path, reader("x"), None).await.unwrap_err();
+        assert!(
+            err.to_string().contains("leaves the chroot"),
+            "{path}: {err}"
+        );
+    }
+    // An absolute link in the image pointing at a host path lands inside.
+    std::os::unix::fs::symlink(outside.path(), c.dir.path().join("etc/escape")).unwrap();
+    c.comm
+        .upload("/etc/escape/f", reader("x"), None)
+        .await
+        .unwrap();
+    assert!(!outside.path().join("f").exists(), "wrote on the host");
+    let inside = crate::chroot::confine::resolve_in_root(
+        c.dir.path(),
+        Path::new("/etc/escape/f"),
+        FinalSymlink::Follow,
+    )
+    .unwrap();
+    assert!(inside.starts_with(c.dir.path()) && inside.is_file());
+    let err = c
+        .comm
+        .download("../../../etc/hostname", Box::new(Captured::default()))
+        .await;
+    assert!(err.is_err());
+}
+
+#[tokio::test]
+async fn download_reads_a_file_in_the_chroot() {
+    let c = chroot();
+    let out = Captured::default();
+    c.comm
+        .download("/etc/marker", Box::new(out.clone()))
+        .await
+        .unwrap();
+    assert_eq!(out.text(), "inside-the-chroot\n");
+}
+
+fn local_tree() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    std::fs::write(src.join("a.txt"), "a").unwrap();
+    std::fs::write(src.join(".hidden"), "h").unwrap();
+    std::fs::write(src.join("skip.log"), "l").unwrap();
+    std::fs::write(src.join("sub/b.txt"), "b").unwrap();
+    std::fs::write(src.join("sub/deeper/c.log"), "c").unwrap();
+    std::fs::write(src.join("tool"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(src.join("tool"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
+    d
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+            if e.file_type().unwrap().is_dir() {
+                pending.push(e.path());
+                out.push(format!("{rel}/"));
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn upload_dir_follows_the_trailing_slash_rule_and_excludes() {
+    let c = chroot();
+    let local = local_tree();
+    let src = local.path().join("src");
+    c.comm
+        .upload_dir("/dst", &format!("{}/", src.display()), &["*.log".into()])
+        .await
+        .unwrap();
+    let dst = c.dir.path().join("dst");
+    assert_eq!(
+        listing(&dst),
+        vec![
+            ".hidden",
+            "a.txt",
+            "link",
+            "sub/",
+            "sub/b.txt",
+            "sub/deeper/",
+            "tool"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_link(dst.join("link")).unwrap(),
+        PathBuf::from("a.txt")
+    );
+    assert_eq!(
+        std::fs::metadata(dst.join("tool")).unwrap().mode() & 0o777,
+        0o750
+    );
+
+    c.comm
+        .upload_dir("/dst2", &src.display().to_string(), &["sub/deeper".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        listing(&c.dir.path().join("dst2")),
+        vec![
+            "src/",
+            "src/.hidden",
+            "src/a.txt",
+            "src/link",
+            "src/skip.log",
+            "src/sub/",
+            "src/sub/b.txt",
+            "src/tool"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn download_dir_copies_out_of_the_chroot() {
+    let c = chroot();
+    let local = local_tree();
+    c.comm
+        .upload_dir(
+            "/var/data/",
+            &format!("{}/", local.path().join("src").display()),
+            &[],
+        )
+        .await
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    c.comm
+        .download_dir(
+            "/var/data",
+            &out.path().display().to_string(),
+            &["*.log".into(), ".hidden".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        listing(out.path()),
+        vec![
+            "data/",
+            "data/a.txt",
+            "data/link",
+            "data/sub/",
+            "data/sub/b.txt",
+            "data/sub/deeper/",
+            "data/tool"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("data/sub/b.txt")).unwrap(),
+        "b"
+    );
+}
+
+#[test]
+fn globs_match_like_the_shell() {
+    assert!(glob_match(b"*.log", b"x.log"));
+    assert!(!glob_match(b"*.log", b"a/x.log"));
+    assert!(glob_match(b"a/*/c", b"a/b/c"));
+    assert!(glob_match(b"file?.[ch]", b"file1.c"));
+    assert!(!glob_match(b"file?.[!ch]", b"file1.c"));
+    assert!(glob_match(b"[a-c]x", b"bx"));
+    assert!(glob_match(br"\*", b"*"));
+    assert!(is_excluded(
+        Path::new("sub/deeper/c.log"),
+        &["*.log".into()]
+    ));
+    assert!(is_excluded(
+        Path::new("sub/deeper"),
+        &["./sub/deeper/".into()]
+    ));
+    assert!(!is_excluded(Path::new("sub/b.txt"), &["*.log".into()]));
+}
