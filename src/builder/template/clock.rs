@@ -229,8 +229,11 @@ impl UtcDateTime {
         format!("{sep}{s}")
     }
 
-    /// Formats with C `strftime` directives, as the Go library Packer
-    /// uses: unknown directives are copied through unchanged.
+    /// Formats with `strftime` directives exactly as the Go library
+    /// Packer's SDK pins (jehiah/go-strftime of 2017) does: only
+    /// `%a %A %b %B %d %H %I %m %M %p %S %y %Y %z %Z %%`; any other
+    /// directive is copied through unchanged, so templates render the
+    /// same text as with HashiCorp's plugin.
     pub fn format_strftime(&self, format: &str) -> String {
         let mut out = String::new();
         let mut chars = format.chars();
@@ -243,46 +246,33 @@ impl UtcDateTime {
                 out.push('%');
                 break;
             };
-            let piece = match d {
-                'a' => self.weekday_name()[..3].to_string(),
-                'A' => self.weekday_name().to_string(),
-                'b' | 'h' => self.month_name()[..3].to_string(),
-                'B' => self.month_name().to_string(),
-                'c' => self.format_go("Mon Jan  2 15:04:05 2006"),
-                'C' => format!("{:02}", self.year.div_euclid(100)),
-                'd' => format!("{:02}", self.day),
-                'D' => self.format_go("01/02/06"),
-                'e' => format!("{:>2}", self.day),
-                'f' => format!("{:06}", self.nanos / 1000),
-                'F' => self.format_go("2006-01-02"),
-                'H' => format!("{:02}", self.hour),
-                'I' => format!("{:02}", self.hour12()),
-                'j' => format!("{:03}", self.yday),
-                'k' => format!("{:>2}", self.hour),
-                'l' => format!("{:>2}", self.hour12()),
-                'L' => format!("{:03}", self.nanos / 1_000_000),
-                'm' => format!("{:02}", self.month),
-                'M' => format!("{:02}", self.minute),
-                'n' => "\n".to_string(),
-                'p' => (if self.hour >= 12 { "PM" } else { "AM" }).to_string(),
-                'r' => self.format_go("03:04:05 PM"),
-                'R' => self.format_go("15:04"),
-                's' => self.unix.to_string(),
-                'S' => format!("{:02}", self.second),
-                't' => "\t".to_string(),
-                'T' => self.format_go("15:04:05"),
-                'u' => (if self.weekday == 0 { 7 } else { self.weekday }).to_string(),
-                'w' => self.weekday.to_string(),
-                'x' => self.format_go("01/02/06"),
-                'X' => self.format_go("15:04:05"),
-                'y' => format!("{:02}", self.year.rem_euclid(100)),
-                'Y' => format!("{:04}", self.year),
-                'z' => "+0000".to_string(),
-                'Z' => "UTC".to_string(),
-                '%' => "%".to_string(),
-                other => format!("%{other}"),
+            let layout = match d {
+                'B' => "January",
+                'b' => "Jan",
+                'm' => "01",
+                'A' => "Monday",
+                'a' => "Mon",
+                'd' => "02",
+                'H' => "15",
+                'I' => "03",
+                'M' => "04",
+                'S' => "05",
+                'Y' => "2006",
+                'y' => "06",
+                'p' => "PM",
+                'Z' => "MST",
+                'z' => "-0700",
+                '%' => {
+                    out.push('%');
+                    continue;
+                }
+                other => {
+                    out.push('%');
+                    out.push(other);
+                    continue;
+                }
             };
-            out.push_str(&piece);
+            out.push_str(&self.format_go(layout));
         }
         out
     }
@@ -443,13 +433,11 @@ mod tests {
             "2009-02-13 23:31:30"
         );
         assert_eq!(
-            t.format_strftime("%a %b %e %j %y %%"),
-            "Fri Feb 13 044 09 %"
+            t.format_strftime("%a %A %b %B %y %I%p %Z %z %%"),
+            "Fri Friday Feb February 09 11PM UTC +0000 %"
         );
-        assert_eq!(
-            t.format_strftime("%F %T %Z %Q"),
-            "2009-02-13 23:31:30 UTC %Q"
-        );
+        // Directives the Go library does not know are copied through.
+        assert_eq!(t.format_strftime("%F %j %e %"), "%F %j %e %");
     }
 
     #[test]
