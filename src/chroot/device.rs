@@ -61,8 +61,20 @@ pub enum DeviceError {
         /// Every path checked, comma separated.
         looked_for: String,
     },
+    /// The partition to mount did not appear in time.
+    #[error("partition {partition} of {device:?} did not appear within {waited:?} (is mount_partition right? \"0\" mounts the whole device); looked for: {looked_for}")]
+    PartitionNotFound {
+        /// The device found for the volume.
+        device: PathBuf,
+        /// The `mount_partition` asked for.
+        partition: String,
+        /// How long was waited.
+        waited: Duration,
+        /// Every path checked, comma separated.
+        looked_for: String,
+    },
     /// The build was cancelled while waiting for the node.
-    #[error("cancelled while waiting for volume {0} to appear on this host")]
+    #[error("cancelled while waiting for {0} to appear on this host")]
     Cancelled(String),
 }
 
@@ -180,6 +192,56 @@ impl AttachedDevice {
     /// The node of partition `partition` ([`partition_path`]).
     pub fn partition(&self, partition: &str) -> PathBuf {
         partition_path(&self.path, partition)
+    }
+
+    /// Where partition `partition` may appear, preferred first: by the
+    /// name found (`…-part1` for a by-id link), then by the kernel name the
+    /// link points to (`/dev/nvme1n1p1`), for hosts whose udev rules make
+    /// no `-partN` links.
+    pub fn partition_candidates(&self, partition: &str) -> Vec<PathBuf> {
+        let mut out = vec![self.partition(partition)];
+        if let Ok(real) = std::fs::canonicalize(&self.path) {
+            let alt = partition_path(&real, partition);
+            if !out.contains(&alt) {
+                out.push(alt);
+            }
+        }
+        out
+    }
+
+    /// Waits until partition `partition` has a node (the kernel and udev
+    /// add partitions shortly after the disk) and returns it.
+    pub async fn wait_for_partition(
+        &self,
+        partition: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<PathBuf, DeviceError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let candidates = self.partition_candidates(partition);
+            for c in &candidates {
+                if exists(c)? {
+                    return Ok(c.clone());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DeviceError::PartitionNotFound {
+                    device: self.path.clone(),
+                    partition: partition.to_string(),
+                    waited: timeout,
+                    looked_for: candidates
+                        .iter()
+                        .map(|c| c.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(DeviceError::Cancelled(self.path.display().to_string())),
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+        }
     }
 }
 
@@ -392,6 +454,7 @@ fn exists(p: &Path) -> Result<bool, DeviceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chroot::test_fixtures::LoopDevice;
     use std::os::unix::fs::symlink;
 
     fn touch(p: &Path) {
@@ -589,5 +652,40 @@ mod tests {
             .unwrap();
         assert_eq!(got.found_by, FoundBy::NvmeOverride);
         assert_eq!(got.partition("1"), dev.path().join("nvme3n1p1"));
+    }
+
+    #[tokio::test]
+    async fn finds_the_partition_of_a_real_disk_without_part_links() {
+        let disk = LoopDevice::with_ext4(32, true);
+        let dev = tempfile::tempdir().unwrap();
+        let by_id = dev.path().join("disk/by-id");
+        std::fs::create_dir_all(&by_id).unwrap();
+        let link = by_id.join("nvme-Amazon_Elastic_Block_Store_vol0feed");
+        symlink(&disk.path, &link).unwrap();
+        let sys = tempfile::tempdir().unwrap();
+        let mut q = query(dev.path(), sys.path());
+        q.volume_id = "vol-0feed".into();
+        let never = CancellationToken::new();
+        let found = q.wait(Duration::from_secs(2), &never).await.unwrap();
+        assert_eq!(found.path, link);
+        let part = found
+            .wait_for_partition("1", Duration::from_secs(2), &never)
+            .await
+            .unwrap();
+        assert_eq!(part, disk.partition1());
+        let whole = found
+            .wait_for_partition("0", Duration::from_secs(2), &never)
+            .await
+            .unwrap();
+        assert_eq!(whole, link);
+        let err = found
+            .wait_for_partition("3", Duration::from_millis(300), &never)
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("-part3") && msg.contains(&format!("{}p3", disk.path.display())),
+            "{msg}"
+        );
     }
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::plugin::api::BoxError;
@@ -185,6 +187,83 @@ impl HostShell {
             }
         }
     }
+
+    /// Like [`HostShell::run`], but also sends every output line to
+    /// `lines` as it comes (pre/post-mount commands show their output to
+    /// the user while they run, as upstream did).
+    pub async fn run_streaming(
+        &self,
+        command: &str,
+        cancel: &CancellationToken,
+        lines: mpsc::UnboundedSender<(OutputStream, String)>,
+    ) -> Result<HostOutput, HostCommandError> {
+        let (mut cmd, wrapped) = self.command(command)?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| HostCommandError::Spawn {
+            command: wrapped.clone(),
+            source,
+        })?;
+        let out_task = collect_lines(child.stdout.take(), OutputStream::Stdout, lines.clone());
+        let err_task = collect_lines(child.stderr.take(), OutputStream::Stderr, lines);
+        let status = tokio::select! {
+            status = child.wait() => status.map_err(|source| HostCommandError::Spawn { command: wrapped.clone(), source })?,
+            _ = cancel.cancelled() => {
+                kill_group(child.id());
+                let _ = child.wait().await;
+                return Err(HostCommandError::Cancelled(wrapped));
+            }
+        };
+        let stdout = out_task.await.unwrap_or_default();
+        let stderr = err_task.await.unwrap_or_default();
+        let code = exit_code(status);
+        if code != 0 {
+            return Err(HostCommandError::Failed {
+                command: wrapped,
+                code,
+                stdout,
+                stderr,
+            });
+        }
+        Ok(HostOutput {
+            code,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// Which output stream a line of [`HostShell::run_streaming`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Reads `from` line by line, sending each line and returning them all.
+fn collect_lines<R>(
+    from: Option<R>,
+    stream: OutputStream,
+    lines: mpsc::UnboundedSender<(OutputStream, String)>,
+) -> tokio::task::JoinHandle<String>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut all = String::new();
+        let Some(from) = from else { return all };
+        let mut reader = BufReader::new(from).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            all.push_str(&line);
+            all.push('\n');
+            // The receiver may be gone; the output is still captured.
+            let _ = lines.send((stream, line));
+        }
+        all
+    })
 }
 
 /// Kills the process group a [`HostShell::command`] started (its leader's
@@ -276,6 +355,44 @@ mod tests {
         assert!(
             !marker.exists(),
             "a child of the cancelled command kept running"
+        );
+    }
+
+    #[tokio::test]
+    async fn streams_output_lines_while_running() {
+        let shell = HostShell::new(identity_wrapper());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let out = shell
+            .run_streaming(
+                "echo one; echo two >&2; echo three",
+                &CancellationToken::new(),
+                tx,
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, "one\nthree\n");
+        assert_eq!(out.stderr, "two\n");
+        let mut got = Vec::new();
+        while let Some(item) = rx.recv().await {
+            got.push(item);
+        }
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (OutputStream::Stdout, "one".to_string()),
+                (OutputStream::Stdout, "three".to_string()),
+                (OutputStream::Stderr, "two".to_string()),
+            ]
+        );
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let err = shell
+            .run_streaming("echo bad >&2; exit 4", &CancellationToken::new(), tx)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, HostCommandError::Failed { code: 4, .. }),
+            "{err}"
         );
     }
 }

@@ -508,8 +508,8 @@ fn is_alive(pid: i32) -> bool {
     }
 }
 
-/// Processes (other than this one) whose root, cwd, executable or an open
-/// file is at or below `dir`.
+/// Processes (other than this one) whose root, cwd, executable, an open
+/// file or a mapped file is at or below `dir`.
 pub fn processes_using(dir: &Path) -> Vec<ProcessInfo> {
     let me = std::process::id() as i32;
     let mut out = Vec::new();
@@ -533,6 +533,16 @@ pub fn processes_using(dir: &Path) -> Vec<ProcessInfo> {
         if !uses {
             if let Ok(fds) = std::fs::read_dir(base.join("fd")) {
                 uses = fds.flatten().any(|fd| inside(fd.path()));
+            }
+        }
+        if !uses {
+            // Memory-mapped files (libraries of a process that left the
+            // chroot but still runs its code) pin the mount too.
+            if let Ok(maps) = std::fs::read_to_string(base.join("maps")) {
+                uses = maps
+                    .lines()
+                    .filter_map(|l| l.split_whitespace().nth(5))
+                    .any(|p| Path::new(p).starts_with(dir));
             }
         }
         if uses {

@@ -162,12 +162,44 @@ impl Decoder {
                     continue;
                 }
             }
-            self.errors.push(format!(
+            let mut message = format!(
                 "unknown configuration key: '{:?}'",
                 format!("{prefix}{key}")
-            ));
+            );
+            let closest = known
+                .iter()
+                .flat_map(|group| group.iter())
+                .filter(|o| !o.name.starts_with("packer_"))
+                .map(|o| (edit_distance(key, o.name), o.name))
+                .min();
+            // Two edits catch typos and swapped letters without suggesting
+            // unrelated short names.
+            if let Some((_, name)) = closest.filter(|(d, _)| *d <= 2) {
+                message.push_str(&format!("; did you mean {name:?}?"));
+            }
+            self.errors.push(message);
         }
     }
+}
+
+/// Levenshtein distance, for "did you mean" on unknown keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// Keys `packer fix` rewrites for amazon builders (SDK `DeprecatedOptions`).
@@ -331,7 +363,10 @@ impl OptionValue for bool {
         "bool".into()
     }
     fn decode(raw: &Value, at: &At, d: &mut Decoder) -> Option<Self> {
-        weak_bool(raw).or_else(|e| d.fail(at, e).ok_or(())).ok()
+        match weak_bool(raw) {
+            Ok(b) => Some(b),
+            Err(e) => d.fail(at, e),
+        }
     }
 }
 
@@ -391,7 +426,10 @@ impl OptionValue for i64 {
         "number".into()
     }
     fn decode(raw: &Value, at: &At, d: &mut Decoder) -> Option<Self> {
-        weak_int(raw).or_else(|e| d.fail(at, e).ok_or(())).ok()
+        match weak_int(raw) {
+            Ok(n) => Some(n),
+            Err(e) => d.fail(at, e),
+        }
     }
 }
 

@@ -93,6 +93,9 @@ pub struct Config {
     pub run: RunSettings,
     /// What templates rendered later (tags, commands) need.
     pub template_context: Arc<TemplateContext>,
+    /// Values to scrub from logs and UI output: the credentials and the
+    /// values of sensitive user variables (upstream's `LogSecretFilter`).
+    pub secrets: Vec<Secret>,
 }
 
 /// The HCL2 spec of the configuration (what `ConfigSpec` returns):
@@ -159,9 +162,19 @@ impl Config {
                 force: args.packer.force,
             },
             template_context: context,
+            secrets: Vec::new(),
         };
         let failed: BTreeSet<String> = d.errors.iter().map(|e| option_of(e)).collect();
         config.apply_defaults();
+        let user_variables = &args.packer.user_variables;
+        config.secrets.extend(
+            args.packer
+                .sensitive_variables
+                .iter()
+                .filter_map(|name| user_variables.get(name))
+                .filter(|v| !v.is_empty())
+                .map(|v| Secret(v.clone())),
+        );
         let outcome = validate::validate(&mut config);
         let mut errors = d.errors;
         errors.extend(
@@ -207,6 +220,17 @@ impl Config {
         if self.ami.deregistration_protection.with_cooldown {
             self.ami.deregistration_protection.enabled = true;
         }
+        let credentials = [
+            &self.access.access_key,
+            &self.access.secret_key,
+            &self.access.token,
+            &self.access.mfa_code,
+        ];
+        self.secrets = credentials
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
         if self.access.max_retries == 0 {
             self.access.max_retries = DEFAULT_MAX_RETRIES;
         }

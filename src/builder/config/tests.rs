@@ -311,7 +311,11 @@ fn leaves_aws_polling_unset_when_absent() {
 fn rejects_unknown_key() {
     one_error(
         json!({"ami_nmae": "x"}),
-        "unknown configuration key: '\"ami_nmae\"'",
+        "unknown configuration key: '\"ami_nmae\"'; did you mean \"ami_name\"?",
+    );
+    one_error(
+        json!({"colour": "x"}),
+        "unknown configuration key: '\"colour\"'",
     );
 }
 
@@ -503,6 +507,28 @@ fn redacts_secrets_in_debug_output() {
         assert!(!debug.contains(secret), "{secret} leaked in {debug}");
     }
     assert!(debug.contains("<redacted>"));
+}
+
+#[test]
+fn collects_credentials_and_sensitive_user_variables_as_secrets() {
+    let mut args = json_args(json!({"access_key": "AKID", "secret_key": "SK"}));
+    args.packer
+        .user_variables
+        .insert("db_password".into(), "hunter2".into());
+    args.packer.sensitive_variables = vec!["db_password".into(), "unset".into()];
+    let (c, _) = prepare(&args);
+    let secrets: Vec<&str> = c.secrets.iter().map(Secret::expose).collect();
+    assert_eq!(secrets, ["AKID", "SK", "hunter2"]);
+}
+
+#[test]
+fn rejects_provisioned_iops_volume_type_with_from_scratch() {
+    let mut cfg = from_scratch_config();
+    cfg["root_volume_type"] = json!("io1");
+    one_error(
+        cfg,
+        "root_volume_type \"io1\" is not supported with from_scratch",
+    );
 }
 
 #[test]

@@ -121,6 +121,18 @@ fn chroot_rules(config: &Config, out: &mut Outcome) {
             ("root_device_name", c.root_device_name.is_empty()),
             ("ami_block_device_mappings", mappings.is_empty()),
         ];
+        // CreateVolume needs provisioned IOPS for these types, and there is
+        // no option to give them for an empty volume (upstream fails at run time).
+        if matches!(c.root_volume_type.as_str(), "io1" | "io2") {
+            out.error(
+                "root_volume_type",
+                format!(
+                    "root_volume_type {:?} is not supported with from_scratch (it needs provisioned IOPS); \
+                     use gp2, gp3, st1, sc1 or standard",
+                    c.root_volume_type
+                ),
+            );
+        }
         for (option, missing) in required {
             if missing {
                 out.error(option, format!("{option} is required with from_scratch."));
