@@ -432,3 +432,119 @@ def test_nitro_host_finds_the_volume_by_id_without_nvme_device_path(nitro_lab: L
     with nitro_lab.mounted_ami(ami_id, workdir / "inspect") as root:
         assert (root / "etc/e2e-nitro.txt").read_text() == f"nitro {token}\n"
         check_resolv_conf_intact(root)
+
+
+def own_snapshots(lab: Lab) -> set[str]:
+    return {s["SnapshotId"] for s in lab.ec2().describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+
+
+def test_failure_after_registration_deregisters_the_ami_and_deletes_its_snapshot(
+        lab: Lab, source_ami: str, workdir: Path):
+    """Upstream leaks an AMI registered before a later step fails; ours removes
+    it and its snapshot. The lab makes CreateTags (after RegisterImage) fail."""
+    from baseline_support import labctl
+
+    token = uuid.uuid4().hex
+    ami_name = f"e2e-late-fail-{token[:12]}"
+    builder = {
+        "type": PLUGIN_TYPE,
+        "region": lab.region,
+        "custom_endpoint_ec2": lab.ec2_endpoint,
+        "skip_region_validation": True,
+        "source_ami": source_ami,
+        "ami_name": ami_name,
+        "tags": {"Token": token},
+        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
+    }
+    write_json_template(workdir / "late.json", builder, [{"type": "shell", "inline": ["true"]}])
+    snapshots_before = own_snapshots(lab)
+    labctl("fault", "--name", lab.name, "fail", "CreateTags", "--code", "InternalError", "--times", "0")
+    try:
+        result = run_packer(workdir / "late.json", workdir, lab.process_env(), fake_sys_block=False)
+    finally:
+        labctl("fault", "--name", lab.name, "reset")
+
+    assert result.returncode == 1 and not result.timed_out, result.failure_report()
+    assert "CreateTags" in result.stdout, result.failure_report()
+    said = says(result)
+    assert any(s.startswith("Registering the AMI") for s in said), said
+    assert any(s.startswith("Deregistering the AMI") for s in said), said
+    ec2 = lab.ec2()
+    assert ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [ami_name]}])["Images"] == []
+    assert own_snapshots(lab) == snapshots_before, "the build's snapshot was left behind"
+    assert_clean(lab, result)
+
+
+def test_region_copy_encryption_deprecation_protection_and_force_deregister(
+        lab: Lab, source_ami: str, workdir: Path):
+    token = uuid.uuid4().hex
+    ami_name = f"e2e-options-{token[:12]}"
+    deprecate_year = time.gmtime().tm_year + 1
+    deprecate_at = f"{deprecate_year}-01-01T00:00:00Z"
+    copy_region = "us-west-2"
+    builder = {
+        "type": PLUGIN_TYPE,
+        "region": lab.region,
+        "custom_endpoint_ec2": lab.ec2_endpoint,
+        "ami_name": ami_name,
+        "source_ami": source_ami,
+        "ami_regions": [copy_region],
+        "root_volume_encrypt_boot": True,
+        "deprecate_at": deprecate_at,
+        "deregistration_protection": {"enabled": True},
+        "tags": {"Token": token},
+        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
+    }
+    write_json_template(workdir / "options.json", builder, [{"type": "shell", "inline": ["echo one > /etc/build-number"]}])
+
+    result = run_packer(workdir / "options.json", workdir, lab.process_env(), fake_sys_block=False)
+
+    assert result.returncode == 0 and not result.timed_out, result.failure_report()
+    ids = result.artifact_ids()
+    assert set(ids) == {lab.region, copy_region}, ids
+    assert_clean(lab, result)
+    for region, ami in ids.items():
+        ec2 = lab.ec2() if region == lab.region else lab_client(lab, region)
+        image = ec2.describe_images(ImageIds=[ami])["Images"][0]
+        assert image["Name"] == ami_name
+        assert image.get("DeprecationTime", "").startswith(f"{deprecate_year}-01-01"), image
+        assert {t["Key"]: t["Value"] for t in image.get("Tags", [])}.get("Token") == token, (region, image)
+        ebs = image["BlockDeviceMappings"][0]["Ebs"]
+        snapshot = ec2.describe_snapshots(SnapshotIds=[ebs["SnapshotId"]])["Snapshots"][0]
+        assert snapshot["Encrypted"] is True, (region, snapshot)
+        protection = ec2.describe_image_attribute(ImageId=ami, Attribute="deregistrationProtection")
+        assert protection["DeregistrationProtection"]["Value"] == "enabled", protection
+
+    # Same name again with -force semantics: the old AMIs (protection lifted
+    # first by the user) are deregistered and their snapshots deleted.
+    old_snapshots = {}
+    for region, ami in ids.items():
+        ec2 = lab.ec2() if region == lab.region else lab_client(lab, region)
+        ec2.disable_image_deregistration_protection(ImageId=ami)
+        old_snapshots[region] = ec2.describe_images(ImageIds=[ami])["Images"][0]["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    builder.update({"force_deregister": True, "force_delete_snapshot": True})
+    builder.pop("deregistration_protection")
+    write_json_template(workdir / "again.json", builder, [{"type": "shell", "inline": ["echo two > /etc/build-number"]}])
+
+    again = run_packer(workdir / "again.json", workdir, lab.process_env(), fake_sys_block=False)
+
+    assert again.returncode == 0 and not again.timed_out, again.failure_report()
+    new_ids = again.artifact_ids()
+    assert set(new_ids) == {lab.region, copy_region}, new_ids
+    assert_clean(lab, again)
+    for region, ami in new_ids.items():
+        ec2 = lab.ec2() if region == lab.region else lab_client(lab, region)
+        named = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [ami_name]}])["Images"]
+        assert [i["ImageId"] for i in named] == [ami], (region, named)
+        assert ec2.describe_snapshots(Filters=[{"Name": "snapshot-id", "Values": [old_snapshots[region]]}])["Snapshots"] == []
+    with lab.mounted_ami(new_ids[lab.region], workdir / "inspect") as root:
+        assert (root / "etc/build-number").read_text() == "two\n"
+        check_resolv_conf_intact(root)
+
+
+def lab_client(lab: Lab, region: str):
+    import boto3
+
+    return boto3.client("ec2", endpoint_url=lab.ec2_endpoint, region_name=region,
+                        aws_access_key_id=lab.env.get("AWS_ACCESS_KEY_ID"),
+                        aws_secret_access_key=lab.env.get("AWS_SECRET_ACCESS_KEY"))
