@@ -68,11 +68,11 @@ pub trait OptionGroup: Default + Sized {
     fn decode_fields(obj: &Map, prefix: &str, inherited: Option<Interp>, d: &mut Decoder) -> Self;
 }
 
-/// State of one decoding: the template kind, what Prepare-time
-/// interpolation needs, and the errors found so far.
+/// State of one decoding: what Prepare-time interpolation needs and the
+/// errors found so far. Both template kinds decode with the same weak
+/// rules: HCL2 values already have the declared types, so the rules only
+/// matter for JSON templates.
 pub struct Decoder {
-    /// JSON or HCL2.
-    pub kind: TemplateKind,
     /// Functions' context for interpolation.
     pub context: Arc<TemplateContext>,
     /// Every problem found, in order.

@@ -145,7 +145,6 @@ impl Config {
         let context = Arc::new(TemplateContext::from_settings(&args.packer, args.kind));
         let options = unwrap_cty_json(&args.config);
         let mut d = Decoder {
-            kind: args.kind,
             context: context.clone(),
             errors: Vec::new(),
         };

@@ -165,6 +165,41 @@ fn wraps_host_commands_with_command_wrapper() {
 }
 
 #[test]
+fn decodes_hcl2_repeatable_blocks_and_nested_lists() {
+    let (c, _) = prepare(&hcl2_args(json!({
+        "ami_name": "hcl-ami",
+        "source_ami": "ami-1",
+        "chroot_mounts": [["proc", "proc", "/proc"], ["bind", "/run", "/run"]],
+        "root_volume_tag": [{"key": "A", "value": "1"}, {"key": "B", "value": "{{.SourceAMI}}"}],
+        "snapshot_tags": {"S": "x"},
+        "deregistration_protection": {"enabled": true, "with_cooldown": null},
+        "copy_files": [],
+    })));
+    assert_eq!(c.chroot.chroot_mounts[1], ["bind", "/run", "/run"]);
+    assert_eq!(c.chroot.root_volume_tags.0.len(), 2);
+    assert_eq!(c.snapshot.snapshot_tags.0.len(), 1);
+    assert!(c.ami.deregistration_protection.enabled);
+    assert!(c.copy_files().is_empty());
+    assert_eq!(c.chroot.command_wrapper.source(), "{{.Command}}");
+}
+
+#[test]
+fn decodes_json_block_device_mappings_with_float_numbers() {
+    let (c, _) = ok(json!({
+        "root_device_name": "/dev/xvda", "root_volume_size": 8.0,
+        "ami_block_device_mappings": [
+            {"device_name": "/dev/xvda", "volume_type": "gp3", "volume_size": 8.0, "iops": 3000.0, "throughput": 125.0, "delete_on_termination": "true"}
+        ]
+    }));
+    let m = &c.chroot.ami_block_device_mappings.0[0];
+    assert_eq!(
+        (m.volume_size, m.iops, m.throughput),
+        (8, Some(3000), Some(125))
+    );
+    assert!(m.delete_on_termination);
+}
+
+#[test]
 fn decodes_json_floats_as_whole_numbers() {
     let (c, _) = ok(json!({"root_volume_size": 10.0, "max_retries": 3.0}));
     assert_eq!((c.chroot.root_volume_size, c.access.max_retries), (10, 3));
