@@ -18,6 +18,7 @@ use std::io;
 use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -33,6 +34,12 @@ use crate::plugin::api::{BoxError, BoxRead, BoxWrite, Communicator, FileInfo, Re
 
 /// Mode of uploaded files when Packer sends no file info.
 const DEFAULT_FILE_MODE: u32 = 0o644;
+
+/// How long output is still forwarded after the command exited. Background
+/// processes it started (a daemon a package's postinst launched) inherit
+/// its stdout; waiting for them to close it, as upstream did, hangs the
+/// provisioner for good.
+const OUTPUT_DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Exit status reported when the command's status cannot be known (waiting
 /// for it failed), as Packer's `RemoteCmd` does for an unknown status.
@@ -141,8 +148,17 @@ impl ChrootCommunicator {
         let cancel = self.cancel.clone();
         let done = tokio::spawn(async move {
             let status = wait_or_kill(&mut child, &cancel).await;
-            for task in [stdout_task, stderr_task].into_iter().flatten() {
-                let _ = task.await;
+            let drain_until = tokio::time::Instant::now() + OUTPUT_DRAIN_GRACE;
+            for mut task in [stdout_task, stderr_task].into_iter().flatten() {
+                if tokio::time::timeout_at(drain_until, &mut task)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "a process started by the command (a daemon?) still holds its output open; not waiting for it"
+                    );
+                    task.abort();
+                }
             }
             if let Some(t) = stdin_task {
                 t.abort();

@@ -153,6 +153,14 @@ pub enum MountError {
         /// The failed command.
         source: Box<HostCommandError>,
     },
+    /// A new mount could not be made private (kept from propagating).
+    #[error("cannot make the mount on {path:?} private: {source}")]
+    Private {
+        /// The mount point.
+        path: PathBuf,
+        /// The failed command.
+        source: Box<HostCommandError>,
+    },
     /// An extra mount's destination leaves the chroot.
     #[error("chroot_mounts destination: {0}")]
     Confine(#[from] ConfineError),
@@ -230,11 +238,13 @@ impl ChrootMounts {
             path: mount_path.to_path_buf(),
             source,
         })?;
-        let created_root_dir = !root.exists();
-        std::fs::create_dir_all(&root).map_err(|source| MountError::CreateDir {
-            path: root.clone(),
-            source,
-        })?;
+        let created_root_dir = !tokio::fs::try_exists(&root).await.unwrap_or(false);
+        tokio::fs::create_dir_all(&root)
+            .await
+            .map_err(|source| MountError::CreateDir {
+                path: root.clone(),
+                source,
+            })?;
         let already = mount_points().map_err(MountError::Mountinfo)?;
         if already.iter().any(|m| m == &root) {
             return Err(MountError::AlreadyMounted(root));
@@ -260,13 +270,22 @@ impl ChrootMounts {
             });
         }
         tracing::info!(device = %device.display(), path = %root.display(), "root volume mounted");
-        Ok(Self {
+        let mut mounts = Self {
             shell,
             mounted: vec![root.clone()],
             root,
             created_root_dir,
             policy: BusyPolicy::default(),
-        })
+        };
+        let root = mounts.root.clone();
+        if let Err(source) = make_private(&mounts.shell, &root, cancel).await {
+            let _ = mounts.unmount_all().await;
+            return Err(MountError::Private {
+                path: root,
+                source: Box::new(source),
+            });
+        }
+        Ok(mounts)
     }
 
     /// Replaces the busy-mount policy used by [`ChrootMounts::unmount_all`].
@@ -293,10 +312,12 @@ impl ChrootMounts {
     ) -> Result<(), MountError> {
         for m in mounts {
             let dest = resolve_in_root(&self.root, Path::new(&m.dest), FinalSymlink::Follow)?;
-            std::fs::create_dir_all(&dest).map_err(|source| MountError::CreateDir {
-                path: dest.clone(),
-                source,
-            })?;
+            tokio::fs::create_dir_all(&dest)
+                .await
+                .map_err(|source| MountError::CreateDir {
+                    path: dest.clone(),
+                    source,
+                })?;
             let kind = if m.fstype == "bind" {
                 "--bind".to_string()
             } else {
@@ -316,7 +337,13 @@ impl ChrootMounts {
                     dest: dest.clone(),
                     source: Box::new(source),
                 })?;
-            self.mounted.push(dest);
+            self.mounted.push(dest.clone());
+            make_private(&self.shell, &dest, cancel)
+                .await
+                .map_err(|source| MountError::Private {
+                    path: dest,
+                    source: Box::new(source),
+                })?;
         }
         Ok(())
     }
@@ -371,6 +398,33 @@ impl ChrootMounts {
             Err(UnmountErrors(errors))
         }
     }
+}
+
+impl Drop for ChrootMounts {
+    /// Unmounting is async and may need to terminate processes, so it
+    /// cannot happen here; a forgotten unmount is at least made visible
+    /// ([`unmount_all_under`] recovers).
+    fn drop(&mut self) {
+        if !self.mounted.is_empty() {
+            tracing::error!(root = %self.root.display(), mounts = ?self.mounted, "chroot mounts dropped while still mounted");
+        }
+    }
+}
+
+/// Takes a fresh mount out of any peer group. On systemd hosts every mount
+/// is shared, and a bind of `/dev` joins the host's peer group: the
+/// chroot's `/dev/pts` mount (and its unmount) would then propagate to the
+/// host's `/dev`.
+async fn make_private(
+    shell: &HostShell,
+    path: &Path,
+    cancel: &CancellationToken,
+) -> Result<(), HostCommandError> {
+    let cmd = format!(
+        "mount --make-private {}",
+        shell_quote(&path.to_string_lossy())
+    );
+    shell.run(&cmd, cancel).await.map(|_| ())
 }
 
 /// Recovery: unmounts everything mounted at or below `mount_path` (per

@@ -120,9 +120,22 @@ pub fn busybox_rootfs(root: &Path) {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    sh(Command::new("chroot")
-        .arg(root)
-        .args(["/bin/busybox", "--install", "-s", "/bin"]));
+    // A test thread forking at the moment the copy was open for writing
+    // holds that descriptor until its child execs: exec then fails with
+    // ETXTBSY ("Text file busy") for a moment.
+    for attempt in 0.. {
+        let out = Command::new("chroot")
+            .arg(root)
+            .args(["/bin/busybox", "--install", "-s", "/bin"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break;
+        }
+        let busy = String::from_utf8_lossy(&out.stderr).contains("Text file busy");
+        assert!(busy && attempt < 100, "busybox --install failed: {out:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // The shell redirects background jobs' stdin from /dev/null.
     sh(Command::new("mknod")
         .arg(root.join("dev/null"))

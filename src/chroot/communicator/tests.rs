@@ -4,7 +4,7 @@ use std::os::unix::fs::MetadataExt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Instant, UNIX_EPOCH};
 
 use tokio::io::AsyncWrite;
 
@@ -44,6 +44,18 @@ struct Chroot {
     dir: tempfile::TempDir,
     comm: ChrootCommunicator,
     cancel: CancellationToken,
+}
+
+impl Drop for Chroot {
+    /// Leaves no process behind in the chroot, even when a test failed.
+    fn drop(&mut self) {
+        for p in processes_using(self.dir.path()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 fn chroot() -> Chroot {
@@ -156,6 +168,15 @@ async fn cancel_kills_the_command_and_frees_the_chroot() {
         vec![],
         "processes survived the cancel"
     );
+}
+
+#[tokio::test]
+async fn a_background_process_holding_stdout_does_not_hang_the_command() {
+    let c = chroot();
+    let started = Instant::now();
+    let (code, out, _) = run(&c.comm, "(sleep 60 &); echo done", None).await;
+    assert_eq!((code, out.as_str()), (0, "done\n"));
+    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 fn reader(s: &str) -> BoxRead {

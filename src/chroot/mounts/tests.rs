@@ -328,3 +328,57 @@ async fn busy_unmount_names_the_processes_it_could_not_end() {
         .await
         .unwrap();
 }
+
+/// On systemd hosts every mount is shared: without care, a bind of `/dev`
+/// joins the host's peer group and the chroot's `/dev/pts` mount appears
+/// on the host's `/dev/pts` too (and its unmount propagates back).
+#[tokio::test]
+async fn chroot_mounts_do_not_propagate_to_the_host() {
+    let disk = LoopDevice::with_ext4(32, false);
+    let base = tempfile::tempdir().unwrap();
+    let _guard = MountGuard(base.path().to_path_buf());
+    let b = base.path();
+    crate::chroot::test_fixtures::sh(
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(b),
+    );
+    crate::chroot::test_fixtures::sh(
+        std::process::Command::new("mount")
+            .arg("--make-shared")
+            .arg(b),
+    );
+    let host_dev = b.join("hostdev");
+    std::fs::create_dir_all(host_dev.join("pts")).unwrap();
+    let root = b.join("root");
+    let never = CancellationToken::new();
+    let mut mounts = ChrootMounts::mount_root(
+        HostShell::new(identity_wrapper()),
+        &disk.path,
+        &root,
+        &[],
+        &never,
+    )
+    .await
+    .unwrap();
+    let extras = vec![
+        ExtraMount {
+            fstype: "bind".into(),
+            source: host_dev.display().to_string(),
+            dest: "/dev".into(),
+        },
+        tmpfs("/dev/pts"),
+    ];
+    mounts.mount_extra(&extras, &never).await.unwrap();
+    assert!(is_mounted(&root.join("dev/pts")));
+    assert!(
+        !is_mounted(&host_dev.join("pts")),
+        "the chroot's mount showed up on the host"
+    );
+    mounts.unmount_all().await.unwrap();
+    assert!(is_mounted(b), "the host's mount was taken down");
+    assert!(mount_points()
+        .unwrap()
+        .iter()
+        .all(|m| m == b || !m.starts_with(b)));
+}
