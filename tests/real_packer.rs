@@ -83,7 +83,21 @@ impl Project {
 
     /// Runs packer to completion; returns (success, stdout+stderr).
     fn run(&self, args: &[&str]) -> (bool, String) {
-        let child = self.command(args).spawn().unwrap();
+        self.run_command(self.command(args))
+    }
+
+    /// Runs packer with its debug log in `packer.log`; returns (success,
+    /// stdout+stderr, log).
+    fn run_logged(&self, args: &[&str]) -> (bool, String, String) {
+        let log = self.path().join("packer.log");
+        let mut cmd = self.command(args);
+        cmd.env("PACKER_LOG", "1").env("PACKER_LOG_PATH", &log);
+        let (ok, out) = self.run_command(cmd);
+        (ok, out, std::fs::read_to_string(log).unwrap_or_default())
+    }
+
+    fn run_command(&self, mut cmd: Command) -> (bool, String) {
+        let child = cmd.spawn().unwrap();
         let guard = GroupGuard(child.id() as i32);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -137,8 +151,16 @@ fn json_template_build_runs_shell_and_file_provisioners() {
 }}"#
         ),
     );
-    let (ok, out) = p.run(&["build", "t.json"]);
+    let (ok, out, log) = p.run_logged(&["build", "t.json"]);
     assert!(ok, "{out}");
+    // Go's yamux logs any frame it did not expect (late window updates,
+    // double FINs, unacknowledged streams).
+    let yamux: Vec<_> = log.lines().filter(|l| l.contains("yamux")).collect();
+    assert!(
+        yamux.is_empty(),
+        "yamux complaints in Packer's log: {yamux:#?}"
+    );
+    assert!(log.contains("wiretest"), "no plugin log in Packer's log");
     for line in [
         "wiretest warning",
         "wiretest: wiretest: starting",
@@ -166,6 +188,50 @@ fn json_template_build_runs_shell_and_file_provisioners() {
         std::fs::read_to_string(d.join("down.txt")).unwrap(),
         "file a\n"
     );
+}
+
+#[test]
+fn large_files_and_output_cross_the_flow_control_windows() {
+    let p = Project::new();
+    let d = p.path().display();
+    // Several yamux windows (256 KiB) worth of data each way.
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(p.path().join("big.bin"), &big).unwrap();
+    // 3000 lines of ~130 bytes: more than one window of stdout. (Packer
+    // 1.6.6 itself needs ~1 ms per printed line, so not many more.)
+    let pad = "x".repeat(120);
+    p.write(
+        "t.json",
+        &format!(
+            r#"{{"builders": [{{"type": "wiretest"}}],
+  "provisioners": [
+    {{"type": "file", "source": "big.bin", "destination": "{d}/big-up.bin"}},
+    {{"type": "file", "direction": "download", "source": "{d}/big-up.bin", "destination": "{d}/big-down.bin"}},
+    {{"type": "shell", "remote_folder": "{d}", "inline": ["seq 1 3000 | sed 's/$/ {pad}/'"]}}
+  ]}}"#
+        ),
+    );
+    let (ok, out) = p.run(&["build", "t.json"]);
+    assert!(ok, "{out}");
+    assert!(
+        std::fs::read(p.path().join("big-up.bin")).unwrap() == big,
+        "upload corrupted"
+    );
+    assert!(
+        std::fs::read(p.path().join("big-down.bin")).unwrap() == big,
+        "download corrupted"
+    );
+    let lines = out.lines().filter(|l| l.ends_with(&pad)).count();
+    assert_eq!(lines, 3000, "stdout lines lost");
+    for n in [1, 1500, 3000] {
+        let want = format!("wiretest: {n} {pad}");
+        assert!(
+            out.lines().any(|l| l.ends_with(&want)),
+            "line {n} of stdout missing"
+        );
+    }
 }
 
 #[test]
@@ -250,6 +316,9 @@ fn hcl2_build_reports_prepare_errors_and_spec_type_errors() {
 
 #[test]
 fn ctrl_c_cancels_a_running_provisioner_and_packer_exits() {
+    // The provisioner ignores SIGINT (as many real commands in a chroot
+    // do), so only the plugin's cancellation can stop it: Packer's
+    // Builder.Cancel, the plugin's Hook.Cancel, the communicator's kill.
     let p = Project::new();
     let d = p.path().display();
     let marker = p.path().join("woke");
@@ -258,12 +327,15 @@ fn ctrl_c_cancels_a_running_provisioner_and_packer_exits() {
         &format!(
             r#"{{"builders": [{{"type": "wiretest"}}],
   "provisioners": [{{"type": "shell", "remote_folder": "{d}",
-    "inline": ["echo sleeping", "sleep 30", "touch {}"]}}]}}"#,
+    "inline": ["trap '' INT", "echo sleeping", "sleep 30", "touch {}"]}}]}}"#,
             marker.display()
         ),
     );
     let log = p.path().join("out.log");
+    let packer_log = p.path().join("packer.log");
     let mut cmd = p.command(&["build", "t.json"]);
+    cmd.env("PACKER_LOG", "1")
+        .env("PACKER_LOG_PATH", &packer_log);
     let file = std::fs::File::create(&log).unwrap();
     cmd.stdout(file.try_clone().unwrap()).stderr(file);
     let mut child = cmd.spawn().unwrap();
@@ -302,6 +374,8 @@ fn ctrl_c_cancels_a_running_provisioner_and_packer_exits() {
     assert!(started.elapsed() < Duration::from_secs(10), "{out}");
     assert!(out.contains("wiretest: wiretest: cancelled"), "{out}");
     assert!(out.contains("wiretest: build cancelled"), "{out}");
+    let packer_log = std::fs::read_to_string(&packer_log).unwrap();
+    assert!(packer_log.contains("sending Hook.Cancel"), "{packer_log}");
     assert!(
         !marker.exists(),
         "the provisioner kept running after Ctrl-C"
