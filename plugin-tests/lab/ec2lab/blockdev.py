@@ -32,7 +32,7 @@ class BlockDeviceError(RuntimeError):
 
 def run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a host command, raising BlockDeviceError with its stderr on failure."""
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         raise BlockDeviceError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc
@@ -78,15 +78,45 @@ def loop_partitions(loop: str) -> dict[int, tuple[int, int]]:
     return parts
 
 
-def sync_partitions(loop: str) -> None:
-    """Ask the kernel to (re)read the partition table of a loop device.
+def table_partitions(loop: str) -> dict[int, tuple[int, int]]:
+    """Partitions in the on-disk table: {number: (start, sectors)}; {} without a table."""
+    proc = run(["partx", "--show", "--noheadings", "-o", "NR,START,SECTORS", loop], check=False)
+    parts = {}
+    if proc.returncode == 0:
+        for line in proc.stdout.splitlines():
+            nr, start, sectors = line.split()
+            parts[int(nr)] = (int(start), int(sectors))
+    return parts
 
-    The kernel on these VMs does not scan loop devices by itself; `partx -a`
-    adds new partitions and `partx -u` updates/removes changed ones. Errors
-    (no table yet, partition in use) are expected and ignored.
+
+def kernel_geometry(loop: str) -> dict[int, tuple[int, int]]:
+    """Partitions the kernel knows: {number: (start, sectors)} from sysfs."""
+    name = os.path.basename(loop)
+    geometry = {}
+    for number in loop_partitions(loop):
+        sysdir = Path("/sys/block") / name / f"{name}p{number}"
+        try:
+            geometry[number] = (int((sysdir / "start").read_text()), int((sysdir / "size").read_text()))
+        except FileNotFoundError:
+            pass
+    return geometry
+
+
+def sync_partitions(loop: str) -> None:
+    """Bring the kernel's partitions of a loop device in line with its table.
+
+    The kernel on these VMs does not scan loop devices by itself. `partx -u`
+    would delete and re-add every partition (new minor numbers under a
+    builder's feet), so only partitions that changed or vanished are deleted
+    and only missing ones added. Errors (partition in use) are ignored.
     """
-    run(["partx", "-u", loop], check=False)
-    run(["partx", "-a", loop], check=False)
+    table = table_partitions(loop)
+    kernel = kernel_geometry(loop)
+    for number, geometry in kernel.items():
+        if table.get(number) != geometry:
+            run(["partx", "-d", "--nr", str(number), loop], check=False)
+    if any(number not in kernel or kernel[number] != geometry for number, geometry in table.items()):
+        run(["partx", "-a", loop], check=False)
 
 
 def dev_numbers(path: str) -> tuple[int, int]:
