@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,7 @@ class LabError(Exception):
 
 def labctl(*args: str, timeout: float = LABCTL_TIMEOUT, check: bool = True) -> subprocess.CompletedProcess:
     """Run labctl with the given arguments and capture its output."""
-    proc = subprocess.run([sys.executable, str(LABCTL), *args], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, str(LABCTL), *args], check=False, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise LabError(f"labctl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -68,10 +69,14 @@ class Lab:
     env: dict[str, str]
 
     @classmethod
-    def start(cls, name: str, state_dir: Path, device_style: str = "xen") -> "Lab":
+    def start(cls, name: str, state_dir: Path, device_style: str = "xen") -> Lab:
         """Start a lab whose state (volume files, lab.log) lives in state_dir."""
-        labctl("start", "--name", name, "--device-style", device_style, "--state-dir", str(state_dir))
-        env = parse_exports(labctl("env", "--name", name).stdout)
+        try:
+            labctl("start", "--name", name, "--device-style", device_style, "--state-dir", str(state_dir))
+            env = parse_exports(labctl("env", "--name", name).stdout)
+        except BaseException:
+            labctl("stop", "--name", name, check=False)  # a half-started lab must not linger
+            raise
         return cls(name, env)
 
     @property
@@ -125,22 +130,31 @@ class Lab:
     def register_source_ami(self, layout: str = "partitioned") -> str:
         """Build/reuse the source image and register it; returns the AMI id."""
         proc = subprocess.run(
-            [sys.executable, str(IMAGES_DIR / "register-source-ami"), "--layout", layout],
+            [sys.executable, str(IMAGES_DIR / "register-source-ami"), "--layout", layout], check=False,
             env=self.process_env(), capture_output=True, text=True, timeout=300,
         )
         if proc.returncode != 0:
             raise LabError(f"register-source-ami failed:\n{proc.stderr}")
         return proc.stdout.strip().splitlines()[-1]
 
+    def calls(self) -> list[dict]:
+        """The lab's log of received EC2 and IMDS requests (control endpoint)."""
+        control = self.env.get("LAB_EC2_ENDPOINT", self.ec2_endpoint)
+        with urllib.request.urlopen(f"{control}/_lab/calls", timeout=30) as resp:
+            return json.load(resp)
+
     @contextlib.contextmanager
     def mounted_ami(self, ami_id: str, mountpoint: Path):
         """Mount the AMI's root snapshot read-only at mountpoint for the block."""
         mountpoint.mkdir(parents=True, exist_ok=True)
-        labctl("mount-ami", "--name", self.name, ami_id, str(mountpoint))
         try:
+            labctl("mount-ami", "--name", self.name, ami_id, str(mountpoint))
             yield mountpoint
         finally:
-            labctl("umount", "--name", self.name, str(mountpoint))
+            proc = labctl("umount", "--name", self.name, str(mountpoint), check=False)
+            still = mounts_matching(f" {re.escape(str(mountpoint))} ")
+            if still:
+                raise LabError(f"labctl umount left {mountpoint} mounted: {still}\n{proc.stdout}{proc.stderr}")
 
 
 #: Where running labs record which /dev names they have claimed (the lab's own
@@ -259,6 +273,23 @@ def run_packer(template: Path, workdir: Path, env: dict[str, str], fake_sys_bloc
     return PackerResult(proc.returncode, stdout, log_path, timed_out)
 
 
+#: Packer failures that mean another lab on this machine took the /dev name
+#: between Packer's check and the attach (upstream's lock covers only its own
+#: processes). Nothing was built yet when these happen, so one rerun is safe.
+DEVICE_COLLISIONS = ("Device is in use", "Attachment point /dev/sd", "Attachment point /dev/xvd")
+
+
+def run_packer_once_more_on_device_collision(template: Path, workdir: Path, env: dict[str, str],
+                                             fake_sys_block: bool) -> PackerResult:
+    """run_packer, rerun once if the device name collided with another lab's."""
+    result = run_packer(template, workdir, env, fake_sys_block)
+    if result.returncode != 0 and not result.timed_out and any(c in result.stdout for c in DEVICE_COLLISIONS):
+        print(f"device name collision with another lab, rerunning once:\n{result.failure_report()}", file=sys.stderr)
+        result.log_path.rename(result.log_path.with_suffix(".collision.log"))
+        result = run_packer(template, workdir, env, fake_sys_block)
+    return result
+
+
 def stop_process_group(proc: subprocess.Popen) -> str:
     """SIGINT the group (Packer cleans up on it), then SIGKILL after the grace."""
     with contextlib.suppress(ProcessLookupError):
@@ -285,7 +316,7 @@ def unmount_below(root: Path) -> list[str]:
             if target == root_s or target.startswith(root_s + "/"):
                 targets.append(target)
     for target in sorted(targets, key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], capture_output=True)
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
     return targets
 
 
@@ -313,3 +344,23 @@ def mounts_matching(pattern: str) -> list[str]:
     """Lines of /proc/self/mounts matching the regex pattern."""
     with open("/proc/self/mounts") as f:
         return [line.strip() for line in f if re.search(pattern, line)]
+
+
+def action_sequence(calls: list[dict]) -> list[str]:
+    """The actions of a call log with consecutive repeats (waiter polls) folded."""
+    seq: list[str] = []
+    for call in calls:
+        if not seq or seq[-1] != call["action"]:
+            seq.append(call["action"])
+    return seq
+
+
+def loops_backed_below(directory: Path) -> list[str]:
+    """Loop devices whose backing file lies below directory (e.g. a lab's state dir)."""
+    proc = subprocess.run(["losetup", "--list", "--json", "-O", "NAME,BACK-FILE"], check=False,
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return []
+    prefix = str(directory.resolve()).rstrip("/") + "/"
+    return [d["name"] for d in json.loads(proc.stdout).get("loopdevices", [])
+            if (d.get("back-file") or "").startswith(prefix)]

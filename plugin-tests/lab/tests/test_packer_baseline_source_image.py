@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from baseline_support import IMAGES_DIR
 
 PART_OFFSET = 1024 * 1024
@@ -24,7 +23,7 @@ PART_OFFSET = 1024 * 1024
 
 def make_image(cache: Path, layout: str, *extra: str) -> Path:
     proc = subprocess.run([sys.executable, str(IMAGES_DIR / "make-source-image"), "--layout", layout,
-                           "--cache-dir", str(cache), *extra], capture_output=True, text=True, timeout=120)
+                           "--cache-dir", str(cache), *extra], check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return Path(proc.stdout.strip())
 
@@ -32,7 +31,7 @@ def make_image(cache: Path, layout: str, *extra: str) -> Path:
 def debugfs(image: Path, request: str, offset: int) -> str:
     """debugfs's answer (stdout and stderr: it reports "File not found" on stderr)."""
     spec = f"{image}?offset={offset}" if offset else str(image)
-    proc = subprocess.run(["debugfs", "-R", request, spec], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["debugfs", "-R", request, spec], check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout + proc.stderr
 
@@ -57,7 +56,7 @@ def test_partitioned_image_has_one_linux_partition_from_1mib_to_the_end(partitio
                          capture_output=True, text=True, check=True).stdout.split()
     total_sectors = partitioned.stat().st_size // 512
     assert out == ["1", "2048", str(total_sectors - 2048), "0x83"]
-    label = subprocess.run(["blkid", "-p", "-o", "value", "-s", "PTTYPE", str(partitioned)],
+    label = subprocess.run(["blkid", "-p", "-o", "value", "-s", "PTTYPE", str(partitioned)], check=False,
                            capture_output=True, text=True).stdout.strip()
     assert label == "dos"
 
@@ -98,9 +97,9 @@ def test_resolv_conf_is_a_dangling_systemd_style_symlink(cache: Path, layout: st
 
 
 def test_whole_layout_has_no_partition_table(whole: Path):
-    proc = subprocess.run(["partx", "--noheadings", "--raw", str(whole)], capture_output=True, text=True)
+    proc = subprocess.run(["partx", "--noheadings", "--raw", str(whole)], check=False, capture_output=True, text=True)
     assert proc.returncode != 0 or proc.stdout.strip() == ""
-    fstype = subprocess.run(["blkid", "-p", "-o", "value", "-s", "TYPE", str(whole)],
+    fstype = subprocess.run(["blkid", "-p", "-o", "value", "-s", "TYPE", str(whole)], check=False,
                             capture_output=True, text=True).stdout.strip()
     assert fstype == "ext4"
 
@@ -123,8 +122,8 @@ def attached_loop(image: Path):
     try:
         yield loop
     finally:
-        subprocess.run(["partx", "-d", loop], capture_output=True)
-        subprocess.run(["losetup", "-d", loop], capture_output=True)
+        subprocess.run(["partx", "-d", loop], check=False, capture_output=True)
+        subprocess.run(["losetup", "-d", loop], check=False, capture_output=True)
 
 
 @contextlib.contextmanager
@@ -134,7 +133,7 @@ def mounted(device: str, target: Path):
     try:
         yield target
     finally:
-        subprocess.run(["umount", str(target)], capture_output=True)
+        subprocess.run(["umount", str(target)], check=False, capture_output=True)
 
 
 def test_busybox_shell_runs_in_a_chroot_of_the_partitioned_image(partitioned: Path, tmp_path: Path):
@@ -147,8 +146,8 @@ def test_busybox_shell_runs_in_a_chroot_of_the_partitioned_image(partitioned: Pa
         subprocess.run(["partx", "-a", loop], capture_output=True, text=True, check=True)
         with mounted(loop + "p1", tmp_path / "root") as root:
             proc = subprocess.run(["chroot", str(root), "/bin/sh", "-c",
-                                   "echo hello from $(uname -s); cat /etc/os-release | grep ^ID=; id -u"],
+                                   "echo hello from $(uname -s); cat /etc/os-release | grep ^ID=; id -u"], check=False,
                                   capture_output=True, text=True, timeout=30)
             assert proc.returncode == 0, proc.stderr
             assert proc.stdout.splitlines() == ["hello from Linux", "ID=lab-busybox", "0"]
-    assert str(copy) not in subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    assert str(copy) not in subprocess.run(["losetup", "-a"], check=False, capture_output=True, text=True).stdout
