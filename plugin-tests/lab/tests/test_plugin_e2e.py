@@ -548,3 +548,34 @@ def lab_client(lab: Lab, region: str):
     return boto3.client("ec2", endpoint_url=lab.ec2_endpoint, region_name=region,
                         aws_access_key_id=lab.env.get("AWS_ACCESS_KEY_ID"),
                         aws_secret_access_key=lab.env.get("AWS_SECRET_ACCESS_KEY"))
+
+
+def test_unreachable_imds_fails_with_the_real_cause_and_creates_nothing(lab: Lab, source_ami: str, workdir: Path):
+    """Upstream printed only "Error retrieving the ID of the instance..." and
+    dropped why; ours names the endpoint and the cause."""
+    from baseline_support import labctl
+
+    builder = {
+        "type": PLUGIN_TYPE,
+        "region": lab.region,
+        "custom_endpoint_ec2": lab.ec2_endpoint,
+        "skip_region_validation": True,
+        "source_ami": source_ami,
+        "ami_name": f"e2e-noimds-{uuid.uuid4().hex[:12]}",
+    }
+    write_json_template(workdir / "noimds.json", builder, [{"type": "shell", "inline": ["true"]}])
+    labctl("fault", "--name", lab.name, "imds", "off")
+    try:
+        result = run_packer(workdir / "noimds.json", workdir, lab.process_env(), fake_sys_block=False, timeout=180)
+    finally:
+        labctl("fault", "--name", lab.name, "imds", "on")
+
+    assert result.returncode == 1 and not result.timed_out, result.failure_report()
+    errors = [line for line in result.stdout.splitlines() if ",error," in line]
+    text = "\n".join(errors)
+    assert "Error retrieving the ID of the instance Packer is running on" in text, result.failure_report()
+    imds_endpoint = lab.env["LAB_IMDS_ENDPOINT"]
+    assert imds_endpoint.split("//", 1)[1] in text, text
+    assert "refused" in text.lower() or "connect" in text.lower(), text
+    assert not any("Creating the root volume" in s for s in says(result))
+    assert_clean(lab, result)
