@@ -71,9 +71,10 @@ def running_lab(name: str, state_dir: Path, device_style: str):
     try:
         yield started
     finally:
-        clean, report = started.leaks()
-        started.stop()
-        assert clean, f"lab leak report at the end is not clean:\n{report}"
+        try:
+            assert_clean(started)
+        finally:
+            started.stop()
 
 
 @pytest.fixture(scope="module")
@@ -287,9 +288,14 @@ def test_json_build_with_tags_description_and_permissions(lab: Lab, source_ami: 
         "tags": {"Name": "e2e {{ .SourceAMIName }}", "Token": token},
         "snapshot_tags": {"Kind": "root snapshot"},
         "mount_path": str(workdir / "chroot") + "/{{.Device}}",
+        # Every host command, the chroot's included, goes through the wrapper.
+        "command_wrapper": "env E2E_WRAPPED=yes {{.Command}}",
+        # Single quotes: $E2E_WRAPPED is expanded by the wrapped shell, not the outer one.
+        "pre_mount_commands": [f"sh -c 'echo pre {{{{.Device}}}} $E2E_WRAPPED' > {workdir}/pre-mount.txt"],
+        "post_mount_commands": ["echo \"post {{.Device}} {{.MountPath}}\" > {{.MountPath}}/etc/e2e-post-mount.txt"],
     }
     write_json_template(workdir / "e2e.json", builder, [
-        {"type": "shell", "inline": ["echo json-ran > /etc/e2e-json.txt"]},
+        {"type": "shell", "inline": ["echo json-ran > /etc/e2e-json.txt", "echo \"wrapped=$E2E_WRAPPED\" > /etc/e2e-wrapped.txt"]},
         {"type": "file", "source": "payload.txt", "destination": "/root/payload.txt"},
     ])
 
@@ -311,6 +317,11 @@ def test_json_build_with_tags_description_and_permissions(lab: Lab, source_ami: 
     assert {"UserId": "123456789012"} in perms, perms
     with lab.mounted_ami(ami_id, workdir / "inspect") as root:
         assert (root / "etc/e2e-json.txt").read_text() == "json-ran\n"
+        assert (root / "etc/e2e-wrapped.txt").read_text() == "wrapped=yes\n"
+        post = (root / "etc/e2e-post-mount.txt").read_text().split()
+        assert post[0] == "post" and post[1].startswith("/dev/xvd"), post
+        assert post[2] == f"{workdir}/chroot/{os.path.basename(post[1])}", post
+        assert (workdir / "pre-mount.txt").read_text() == f"pre {post[1]} yes\n"
         assert (root / "root/payload.txt").read_text() == payload
         check_resolv_conf_intact(root)
 
