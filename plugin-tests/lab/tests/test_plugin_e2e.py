@@ -366,50 +366,87 @@ def test_failing_provisioner_leaves_nothing_and_runs_the_error_cleanup_provision
     assert_clean(lab, result)
 
 
-def test_ctrl_c_mid_provisioning_leaves_nothing(lab: Lab, source_ami: str, workdir: Path):
-    token = uuid.uuid4().hex
-    ami_name = f"e2e-cancel-{token[:12]}"
-    mount_root = workdir / "chroot"
-    builder = {
-        "type": PLUGIN_TYPE,
-        "region": lab.region,
-        "custom_endpoint_ec2": lab.ec2_endpoint,
-        "skip_region_validation": True,
-        "source_ami": source_ami,
-        "ami_name": ami_name,
-        "mount_path": str(mount_root) + "/{{.Device}}",
-    }
-    write_json_template(workdir / "hang.json", builder, [
-        {"type": "shell", "inline": ["echo started > /etc/hang-started", "sleep 600"]},
-    ])
+def build_and_interrupt(lab: Lab, workdir: Path, template: str, started) -> PackerResult:
+    """Run `packer build template`, and once `started()` is true send SIGINT
+    to Packer's whole process group, as a terminal's Ctrl-C does."""
     env = lab.process_env(PACKER_LOG="1", PACKER_LOG_PATH=str(workdir / "packer.log"), CHECKPOINT_DISABLE="1",
                           HOME=str(workdir), PACKER_CACHE_DIR=str(workdir / "cache"), TMPDIR=str(workdir),
                           AWS_POLL_DELAY_SECONDS="1", AWS_MAX_ATTEMPTS="120")
-    proc = subprocess.Popen([PACKER, "build", "-color=false", "-machine-readable", "hang.json"], cwd=workdir,
+    proc = subprocess.Popen([PACKER, "build", "-color=false", "-machine-readable", template], cwd=workdir,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
-        while not glob.glob(str(mount_root) + "/*/etc/hang-started"):
-            assert proc.poll() is None, f"packer ended before provisioning: {proc.stdout.read()}"
-            assert time.monotonic() < deadline, "provisioning never started"
-            time.sleep(0.5)
-        # As a terminal's Ctrl-C: SIGINT to the whole process group.
+        while not started():
+            assert proc.poll() is None, f"packer ended before the interrupt point: {proc.stdout.read()}"
+            assert time.monotonic() < deadline, "the interrupt point was never reached"
+            time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=PACKER_CANCEL_GRACE)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-    result = PackerResult(proc.returncode, out, workdir / "packer.log", False)
-    assert proc.returncode != 0, result.failure_report()
+    return PackerResult(proc.returncode, out, workdir / "packer.log", False)
+
+
+def cancel_builder(lab: Lab, source_ami: str, workdir: Path, ami_name: str) -> dict:
+    return {
+        "type": PLUGIN_TYPE,
+        "region": lab.region,
+        "custom_endpoint_ec2": lab.ec2_endpoint,
+        "skip_region_validation": True,
+        "source_ami": source_ami,
+        "ami_name": ami_name,
+        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
+    }
+
+
+def assert_cancelled_cleanly(lab: Lab, workdir: Path, ami_name: str, result: PackerResult,
+                             snapshots_before: set[str]) -> None:
+    assert result.returncode != 0, result.failure_report()
     assert result.artifact_ids() == {}
-    assert not mounts_matching(str(mount_root)), result.failure_report()
-    # Nothing runs in the chroot any more.
-    assert not subprocess.run(["pgrep", "-f", "sleep 600"], capture_output=True).stdout.strip()
+    assert not mounts_matching(str(workdir / "chroot")), result.failure_report()
     ec2 = lab.ec2()
     assert ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [ami_name]}])["Images"] == []
+    assert own_snapshots(lab) == snapshots_before, "the build's snapshot was left behind"
     assert_clean(lab, result)
+
+
+def test_ctrl_c_mid_provisioning_leaves_nothing(lab: Lab, source_ami: str, workdir: Path):
+    ami_name = f"e2e-cancel-{uuid.uuid4().hex[:12]}"
+    write_json_template(workdir / "hang.json", cancel_builder(lab, source_ami, workdir, ami_name), [
+        {"type": "shell", "inline": ["echo started > /etc/hang-started", "sleep 600"]},
+    ])
+    snapshots_before = own_snapshots(lab)
+
+    result = build_and_interrupt(lab, workdir, "hang.json",
+                                 lambda: glob.glob(str(workdir / "chroot") + "/*/etc/hang-started"))
+
+    assert_cancelled_cleanly(lab, workdir, ami_name, result, snapshots_before)
+    # Nothing runs in the chroot any more.
+    assert not subprocess.run(["pgrep", "-f", "sleep 600"], capture_output=True).stdout.strip()
+
+
+def test_ctrl_c_while_the_snapshot_is_pending_deletes_snapshot_and_volume(lab: Lab, source_ami: str, workdir: Path):
+    from baseline_support import labctl
+
+    ami_name = f"e2e-cancel-snap-{uuid.uuid4().hex[:12]}"
+    write_json_template(workdir / "snap.json", cancel_builder(lab, source_ami, workdir, ami_name),
+                        [{"type": "shell", "inline": ["true"]}])
+    snapshots_before = own_snapshots(lab)
+    log = workdir / "packer.log"
+    labctl("fault", "--name", lab.name, "timings", "snapshot=60")
+    try:
+        result = build_and_interrupt(lab, workdir, "snap.json",
+                                     lambda: log.exists() and "Snapshot ID:" in log.read_text(errors="replace"))
+    finally:
+        labctl("fault", "--name", lab.name, "reset")
+        from conftest import DEFAULT_TIMINGS
+        labctl("fault", "--name", lab.name, "timings", *[f"{k}={v}" for k, v in DEFAULT_TIMINGS.items()])
+
+    assert "Removing snapshot" in result.stdout, result.failure_report()
+    assert_cancelled_cleanly(lab, workdir, ami_name, result, snapshots_before)
 
 
 @pytest.fixture(scope="module")
