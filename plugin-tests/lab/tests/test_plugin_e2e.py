@@ -245,6 +245,9 @@ build {{
     assert any(s.startswith("Creating the root volume") for s in said), said
     assert any(s.startswith("Registering the AMI") for s in said), said
     assert not mounts_matching("/mnt/packer-amazon-chroot-volumes/"), "mounts left behind"
+    # The provisioner's background `sleep` kept the chroot busy: it was named and ended.
+    terminated = [line for line in result.stdout.splitlines() if "Terminated processes still running" in line]
+    assert terminated and "sleep" in terminated[0], result.failure_report()
     check_ami(lab, ami_id, ami_name, source_ami)
     assert_clean(lab, result)
     assert (workdir / "local.txt").read_text() == "local-ran\n"
@@ -273,6 +276,7 @@ build {{
 def test_json_build_with_tags_description_and_permissions(lab: Lab, source_ami: str, workdir: Path):
     token = uuid.uuid4().hex
     ami_name = f"e2e-json-{token[:12]}"
+    escape_name = f"e2e-escape-{token[:12]}"
     payload = f"json payload {token}\n"
     (workdir / "payload.txt").write_text(payload)
     builder = {
@@ -297,6 +301,10 @@ def test_json_build_with_tags_description_and_permissions(lab: Lab, source_ami: 
     write_json_template(workdir / "e2e.json", builder, [
         {"type": "shell", "inline": ["echo json-ran > /etc/e2e-json.txt", "echo \"wrapped=$E2E_WRAPPED\" > /etc/e2e-wrapped.txt"]},
         {"type": "file", "source": "payload.txt", "destination": "/root/payload.txt"},
+        # A directory of the image that is an absolute symlink to /etc: the
+        # upload lands in the image's /etc, never the host's.
+        {"type": "shell", "inline": ["mkdir -p /opt && ln -s /etc /opt/etc-link"]},
+        {"type": "file", "source": "payload.txt", "destination": f"/opt/etc-link/{escape_name}-symlink"},
     ])
 
     result = run_packer(workdir / "e2e.json", workdir, lab.process_env(), fake_sys_block=False)
@@ -318,12 +326,30 @@ def test_json_build_with_tags_description_and_permissions(lab: Lab, source_ami: 
     with lab.mounted_ami(ami_id, workdir / "inspect") as root:
         assert (root / "etc/e2e-json.txt").read_text() == "json-ran\n"
         assert (root / "etc/e2e-wrapped.txt").read_text() == "wrapped=yes\n"
+        assert (root / f"etc/{escape_name}-symlink").read_text() == payload
         post = (root / "etc/e2e-post-mount.txt").read_text().split()
         assert post[0] == "post" and post[1].startswith("/dev/xvd"), post
         assert post[2] == f"{workdir}/chroot/{os.path.basename(post[1])}", post
         assert (workdir / "pre-mount.txt").read_text() == f"pre {post[1]} yes\n"
         assert (root / "root/payload.txt").read_text() == payload
         check_resolv_conf_intact(root)
+    assert not glob.glob(f"/etc/{escape_name}*"), "an upload escaped the chroot onto the host"
+
+
+def test_upload_through_dotdot_is_refused_and_the_host_is_untouched(lab: Lab, source_ami: str, workdir: Path):
+    ami_name = f"e2e-escape-{uuid.uuid4().hex[:12]}"
+    target = f"{ami_name}-dotdot"
+    (workdir / "payload.txt").write_text("must not reach the host\n")
+    write_json_template(workdir / "escape.json", cancel_builder(lab, source_ami, workdir, ami_name), [
+        {"type": "file", "source": "payload.txt", "destination": f"../../../../../../etc/{target}"},
+    ])
+
+    result = run_packer(workdir / "escape.json", workdir, lab.process_env(), fake_sys_block=False)
+
+    assert result.returncode == 1 and not result.timed_out, result.failure_report()
+    assert "leaves the chroot" in result.stdout, result.failure_report()
+    assert not os.path.lexists(f"/etc/{target}"), "the upload escaped the chroot onto the host"
+    assert_clean(lab, result)
 
 
 def test_failing_provisioner_leaves_nothing_and_runs_the_error_cleanup_provisioner(

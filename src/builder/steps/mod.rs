@@ -45,8 +45,6 @@ use crate::chroot::host_shell::{CommandWrapper, HostShell};
 use crate::chroot::{ChrootMounts, DeviceLock};
 use crate::plugin::api::{Hook, Map, Value};
 
-pub use register_ami::register_image_request;
-
 /// Everything a build knows, filled in step by step.
 pub struct BuildState {
     /// The validated configuration.
