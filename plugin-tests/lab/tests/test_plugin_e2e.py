@@ -487,7 +487,6 @@ def test_nitro_host_finds_the_volume_by_id_without_nvme_device_path(nitro_lab: L
     ami_name = f"e2e-nitro-{token[:12]}"
     builder = {
         "type": PLUGIN_TYPE,
-        "region": nitro_lab.region,
         "custom_endpoint_ec2": nitro_lab.ec2_endpoint,
         "skip_region_validation": True,
         "source_ami": source,
@@ -498,9 +497,18 @@ def test_nitro_host_finds_the_volume_by_id_without_nvme_device_path(nitro_lab: L
         {"type": "shell", "inline": [f"echo nitro {token} > /etc/e2e-nitro.txt"]},
     ])
 
-    result = run_packer(workdir / "nitro.json", workdir, nitro_lab.process_env(), fake_sys_block=False)
+    # No region anywhere (template, environment, profile): it comes from this
+    # instance's identity document (upstream dropped that fallback in 2019).
+    env = nitro_lab.process_env()
+    env.pop("AWS_REGION", None)
+    env.pop("AWS_DEFAULT_REGION", None)
+
+    result = run_packer(workdir / "nitro.json", workdir, env, fake_sys_block=False)
 
     ami_id = assert_our_plugin_built(result)
+    log = result.log_path.read_text(errors="replace")
+    assert f"using AWS region {nitro_lab.region} (from this instance's metadata)" in log, result.failure_report()
+    assert "by=ById" in log, result.failure_report()
     check_ami(nitro_lab, ami_id, ami_name, source)
     assert_clean(nitro_lab, result)
     with nitro_lab.mounted_ami(ami_id, workdir / "inspect") as root:
