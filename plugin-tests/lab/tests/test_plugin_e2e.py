@@ -661,3 +661,44 @@ def test_unreachable_imds_fails_with_the_real_cause_and_creates_nothing(lab: Lab
     assert "refused" in text.lower() or "connect" in text.lower(), text
     assert not any("Creating the root volume" in s for s in says(result))
     assert_clean(lab, result)
+
+
+def test_two_builds_in_parallel_on_one_host_use_different_devices(lab: Lab, source_ami: str, workdir: Path):
+    """Upstream's parallel builds collided ("Attachment point /dev/sdf is
+    already in use"); the device lock is held until the attached volume is
+    visible and free letters are checked in EC2 too."""
+    token = uuid.uuid4().hex[:12]
+    sources = []
+    for n in ("one", "two"):
+        sources.append(f"""
+source "{PLUGIN_TYPE}" "{n}" {{
+  region                 = {hcl_string(lab.region)}
+  custom_endpoint_ec2    = {hcl_string(lab.ec2_endpoint)}
+  skip_region_validation = true
+  source_ami             = {hcl_string(source_ami)}
+  ami_name               = {hcl_string(f"e2e-parallel-{n}-{token}")}
+  mount_path             = {hcl_string(str(workdir / "chroot") + "/{{.Device}}")}
+}}
+""")
+    template = "\n".join(sources) + f"""
+build {{
+  sources = ["source.{PLUGIN_TYPE}.one", "source.{PLUGIN_TYPE}.two"]
+  provisioner "shell" {{
+    inline = ["echo ${{source.name}} > /etc/e2e-parallel.txt", "sleep 2"]
+  }}
+}}
+"""
+    (workdir / "parallel.pkr.hcl").write_text(template)
+
+    result = run_packer(workdir / "parallel.pkr.hcl", workdir, lab.process_env(), fake_sys_block=False)
+
+    assert result.returncode == 0 and not result.timed_out, result.failure_report()
+    devices = sorted({line.split("Device: ", 1)[1].split()[0] for line in result.stdout.splitlines() if "Device: /dev/" in line})
+    assert len(devices) == 2, (devices, result.failure_report())
+    ec2 = lab.ec2()
+    for n in ("one", "two"):
+        images = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [f"e2e-parallel-{n}-{token}"]}])["Images"]
+        assert len(images) == 1, (n, images)
+        with lab.mounted_ami(images[0]["ImageId"], workdir / f"inspect-{n}") as root:
+            assert (root / "etc/e2e-parallel.txt").read_text() == f"{n}\n"
+    assert_clean(lab, result)
