@@ -87,3 +87,24 @@ impl Step<BuildState> for Provision {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_data_adds_packer_common_keys_to_the_generated_data() {
+        let mut generated = Map::new();
+        generated.insert("Device".into(), Value::String("/dev/xvdf".into()));
+        let data = provision_hook_data(&generated);
+        assert_eq!(data["Device"], "/dev/xvdf");
+        assert_eq!(data["ID"], "ERR_ID_NOT_IMPLEMENTED_BY_BUILDER");
+        assert_eq!(
+            data["PackerHTTPAddr"],
+            "ERR_HTTP_ADDR_NOT_IMPLEMENTED_BY_BUILDER"
+        );
+        assert!(data.contains_key("PackerRunUUID"));
+        // Every value is a string: Packer 1.6's HCL2 build variables refuse maps.
+        assert!(data.values().all(Value::is_string));
+    }
+}

@@ -200,6 +200,20 @@ mod tests {
     }
 
     #[test]
+    fn filters_become_describe_images_filters_with_csv_values() {
+        let mut filter = AmiFilter::default();
+        filter.filters.insert("name".into(), "ubuntu-*".into());
+        filter
+            .filters
+            .insert("architecture".into(), "x86_64,arm64".into());
+        let f = ec2_filters(&filter).unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].name(), Some("architecture"));
+        assert_eq!(f[0].values(), ["x86_64", "arm64"]);
+        assert_eq!(f[1].values(), ["ubuntu-*"]);
+    }
+
+    #[test]
     fn no_match_names_the_query() {
         let e = choose_image(vec![], false, "source_ami ami-1").unwrap_err();
         assert_eq!(e.to_string(), "No AMI was found matching source_ami ami-1");
