@@ -4,8 +4,8 @@
 
 use async_trait::async_trait;
 
-use super::{BuildError, BuildState};
-use crate::aws::{AwsError, Imds};
+use super::BuildState;
+use crate::aws::Imds;
 use crate::builder::runner::{Step, StepContext};
 use crate::plugin::api::BoxError;
 
@@ -36,26 +36,7 @@ impl Step<BuildState> for InstanceInfo {
             .instance_id()
             .await
             .map_err(|source| NotOnEc2 { source })?;
-        let out = state
-            .ec2
-            .client()
-            .describe_instances()
-            .instance_ids(&instance_id)
-            .send()
-            .await
-            .map_err(|e| AwsError::api("DescribeInstances", instance_id.clone(), e))?;
-        let instance = out
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .find(|i| i.instance_id() == Some(instance_id.as_str()))
-            .cloned()
-            .ok_or_else(|| {
-                BuildError::Invalid(format!(
-                    "Error getting instance data: DescribeInstances does not know {instance_id} in {}",
-                    state.region()
-                ))
-            })?;
+        let instance = state.ec2.describe_instance(&instance_id).await?;
         tracing::info!(instance = %instance_id, az = ?instance.placement().and_then(|p| p.availability_zone()), "running on this instance");
         state.instance = Some(instance);
         Ok(())

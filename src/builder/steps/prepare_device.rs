@@ -7,7 +7,6 @@ use std::path::Path;
 use async_trait::async_trait;
 
 use super::BuildState;
-use crate::aws::AwsError;
 use crate::builder::runner::{Step, StepContext};
 use crate::chroot::device::{choose_device_path, pick_free_device};
 use crate::plugin::api::{BoxError, Value};
@@ -24,19 +23,12 @@ impl Step<BuildState> for PrepareDevice {
     async fn run(&mut self, state: &mut BuildState, ctx: &StepContext) -> Result<(), BoxError> {
         let instance_id = state.instance_id()?;
         // Fresh mappings: another build may have attached since step 2.
-        let out = state
+        let attached: Vec<String> = state
             .ec2
-            .client()
-            .describe_instances()
-            .instance_ids(&instance_id)
-            .send()
-            .await
-            .map_err(|e| AwsError::api("DescribeInstances", instance_id.clone(), e))?;
-        let attached: Vec<String> = out
-            .reservations()
+            .describe_instance(&instance_id)
+            .await?
+            .block_device_mappings()
             .iter()
-            .flat_map(|r| r.instances())
-            .flat_map(|i| i.block_device_mappings())
             .filter_map(|m| m.device_name().map(str::to_string))
             .collect();
         let device_path = &state.config.chroot.device_path;
