@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import signal
@@ -28,12 +29,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DEFAULT_TIMINGS
 from baseline_support import (
     PACKER,
     PACKER_CANCEL_GRACE,
     Lab,
     PackerResult,
     hcl_string,
+    labctl,
     mounts_matching,
     run_packer,
     unmount_below,
@@ -374,7 +377,6 @@ def test_failing_provisioner_leaves_nothing_and_runs_the_error_cleanup_provision
         ],
         "error-cleanup-provisioner": {"type": "shell-local", "inline": ["echo cleanup-ran > error-cleanup.txt"]},
     }
-    import json
     (workdir / "fail.json").write_text(json.dumps(template, indent=2))
 
     result = run_packer(workdir / "fail.json", workdir, lab.process_env(), fake_sys_block=False)
@@ -455,8 +457,6 @@ def test_ctrl_c_mid_provisioning_leaves_nothing(lab: Lab, source_ami: str, workd
 
 
 def test_ctrl_c_while_the_snapshot_is_pending_deletes_snapshot_and_volume(lab: Lab, source_ami: str, workdir: Path):
-    from baseline_support import labctl
-
     ami_name = f"e2e-cancel-snap-{uuid.uuid4().hex[:12]}"
     write_json_template(workdir / "snap.json", cancel_builder(lab, source_ami, workdir, ami_name),
                         [{"type": "shell", "inline": ["true"]}])
@@ -468,7 +468,6 @@ def test_ctrl_c_while_the_snapshot_is_pending_deletes_snapshot_and_volume(lab: L
                                      lambda: log.exists() and "Snapshot ID:" in log.read_text(errors="replace"))
     finally:
         labctl("fault", "--name", lab.name, "reset")
-        from conftest import DEFAULT_TIMINGS
         labctl("fault", "--name", lab.name, "timings", *[f"{k}={v}" for k, v in DEFAULT_TIMINGS.items()])
 
     assert "Removing snapshot" in result.stdout, result.failure_report()
@@ -524,8 +523,6 @@ def test_failure_after_registration_deregisters_the_ami_and_deletes_its_snapshot
         lab: Lab, source_ami: str, workdir: Path):
     """Upstream leaks an AMI registered before a later step fails; ours removes
     it and its snapshot. The lab makes CreateTags (after RegisterImage) fail."""
-    from baseline_support import labctl
-
     token = uuid.uuid4().hex
     ami_name = f"e2e-late-fail-{token[:12]}"
     builder = {
@@ -635,8 +632,6 @@ def lab_client(lab: Lab, region: str):
 def test_unreachable_imds_fails_with_the_real_cause_and_creates_nothing(lab: Lab, source_ami: str, workdir: Path):
     """Upstream printed only "Error retrieving the ID of the instance..." and
     dropped why; ours names the endpoint and the cause."""
-    from baseline_support import labctl
-
     builder = {
         "type": PLUGIN_TYPE,
         "region": lab.region,
@@ -702,3 +697,48 @@ build {{
         with lab.mounted_ami(images[0]["ImageId"], workdir / f"inspect-{n}") as root:
             assert (root / "etc/e2e-parallel.txt").read_text() == f"{n}\n"
     assert_clean(lab, result)
+
+
+def test_from_scratch_build_registers_the_template_mappings(lab: Lab, workdir: Path):
+    """An empty volume, formatted by pre_mount_commands, given a shell by
+    post_mount_commands, provisioned and registered with the template's
+    mappings (no source AMI at all)."""
+    token = uuid.uuid4().hex[:12]
+    ami_name = f"e2e-scratch-{token}"
+    builder = {
+        "type": PLUGIN_TYPE,
+        "region": lab.region,
+        "custom_endpoint_ec2": lab.ec2_endpoint,
+        "skip_region_validation": True,
+        "ami_name": ami_name,
+        "from_scratch": True,
+        "root_volume_size": 1,
+        "root_device_name": "/dev/xvda",
+        "ami_virtualization_type": "hvm",
+        "mount_partition": "0",
+        "pre_mount_commands": ["mkfs.ext4 -q -F {{.Device}}"],
+        "post_mount_commands": [
+            "mkdir -p {{.MountPath}}/bin {{.MountPath}}/etc {{.MountPath}}/tmp",
+            "cp /bin/busybox {{.MountPath}}/bin/busybox",
+            "ln -s busybox {{.MountPath}}/bin/sh",
+        ],
+        "ami_block_device_mappings": [
+            {"device_name": "/dev/xvda", "volume_type": "gp3", "delete_on_termination": True},
+        ],
+        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
+    }
+    write_json_template(workdir / "scratch.json", builder, [
+        {"type": "shell", "inline": [f"echo scratch {token} > /etc/e2e-scratch.txt"]},
+    ])
+
+    result = run_packer(workdir / "scratch.json", workdir, lab.process_env(), fake_sys_block=False)
+
+    ami_id = assert_our_plugin_built(result)
+    image = lab.ec2().describe_images(ImageIds=[ami_id])["Images"][0]
+    assert image["RootDeviceName"] == "/dev/xvda"
+    assert image["Architecture"] == "x86_64"
+    ebs = image["BlockDeviceMappings"][0]["Ebs"]
+    assert (ebs["VolumeSize"], ebs["VolumeType"], ebs["DeleteOnTermination"]) == (1, "gp3", True), ebs
+    assert_clean(lab, result)
+    with lab.mounted_ami(ami_id, workdir / "inspect") as root:
+        assert (root / "etc/e2e-scratch.txt").read_text() == f"scratch {token}\n"
