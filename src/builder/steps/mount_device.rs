@@ -11,6 +11,7 @@ use aws_sdk_ec2::types::VirtualizationType;
 use super::{BuildError, BuildState};
 use crate::builder::runner::{Outcome, Step, StepContext};
 use crate::builder::template::TemplateData;
+use crate::chroot::mounts::{mount_points, unmount_all_under, BusyPolicy};
 use crate::chroot::ChrootMounts;
 use crate::plugin::api::{BoxError, Value};
 
@@ -124,6 +125,20 @@ pub async fn unmount(state: &mut BuildState, ctx: &StepContext) -> Result<(), Bo
             }
             Ok(())
         }
-        Err(e) => Err(format!("Error unmounting the chroot: {e}").into()),
+        Err(first) => {
+            // One more pass over whatever is still mounted below the root:
+            // processes terminated in the first pass may have needed a moment.
+            let root = mounts.root().to_path_buf();
+            tracing::warn!(root = %root.display(), error = %first, "unmounting again");
+            match unmount_all_under(&state.shell, &root, &BusyPolicy::default()).await {
+                Ok(_) if mount_points().is_ok_and(|m| !m.iter().any(|p| p.starts_with(&root))) => {
+                    Ok(())
+                }
+                Ok(_) => Err(format!("Error unmounting the chroot: {first}").into()),
+                Err(second) => {
+                    Err(format!("Error unmounting the chroot: {first}; again: {second}").into())
+                }
+            }
+        }
     }
 }
