@@ -36,9 +36,9 @@ pub const GENERATED_DATA: &[&str] = &[
     "SourceAMIOwnerName",
     "Device",
     "MountPath",
-    // Not announced upstream (§8.8 of the reference): lets HCL2 use
-    // `build.SourceAMITags["Key"]`. The pipeline sets it as a map of strings.
-    "SourceAMITags",
+    // Not `SourceAMITags`: Packer (1.6.6 at least) fails every HCL2 build
+    // whose hook data holds a map ("unhandled buildvar type"), so the tags
+    // are offered only to templates (`{{ .SourceAMITags.Key }}`).
 ];
 
 /// The extra chroot mounts used when `chroot_mounts` is unset or empty.

@@ -507,7 +507,7 @@ fn skips_follow_up_errors_of_options_that_failed_to_decode() {
 }
 
 #[test]
-fn returns_generated_data_names_in_upstream_order_plus_source_ami_tags() {
+fn returns_generated_data_names_in_upstream_order() {
     let (_, p) = ok(json!({}));
     assert_eq!(
         p.generated_vars,
@@ -520,7 +520,6 @@ fn returns_generated_data_names_in_upstream_order_plus_source_ami_tags() {
             "SourceAMIOwnerName",
             "Device",
             "MountPath",
-            "SourceAMITags"
         ]
     );
 }
