@@ -4,7 +4,7 @@
 //! them as part of `cargo test`, with the freshly built plugin.
 //!
 //! Needs root, /usr/bin/packer, busybox-static and the Python packages of
-//! plugin-tests/requirements.txt; a missing one FAILS the test (it never
+//! plugin-tests/lab/requirements.txt; a missing one FAILS the test (it never
 //! skips): install them as .ci/run does.
 
 use std::path::Path;
@@ -20,7 +20,7 @@ fn packer_builds_with_our_plugin_in_the_ec2_lab() {
         .expect("python3 is needed for the EC2 lab");
     assert!(
         deps.status.success(),
-        "the EC2 lab's Python packages are missing ({}): python3 -m pip install -r plugin-tests/requirements.txt",
+        "the EC2 lab's Python packages are missing ({}): python3 -m pip install -r plugin-tests/lab/requirements.txt",
         String::from_utf8_lossy(&deps.stderr).trim()
     );
     let status = Command::new("python3")

@@ -11,7 +11,7 @@ failure and Ctrl-C.
 
 Run by `cargo test --test e2e_lab` (tests/e2e_lab.rs), which passes the
 plugin binary in PLUGIN_BIN. Needs root, /usr/bin/packer, busybox-static and
-the lab's Python packages (plugin-tests/requirements.txt).
+the lab's Python packages (plugin-tests/lab/requirements.txt).
 """
 
 from __future__ import annotations
