@@ -6,5 +6,12 @@
 //! offers [`api::Ui`], [`api::Hook`] to the builder; nothing here knows AWS.
 
 pub mod api;
+pub mod broker;
+pub mod cli;
 pub mod cty;
+pub mod handshake;
+pub mod msgpack;
+pub mod mux;
+pub mod rpc;
+pub mod services;
 pub mod spec;
