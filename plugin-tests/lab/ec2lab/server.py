@@ -1,0 +1,319 @@
+"""The lab's HTTP side: moto behind a middleware that logs, injects faults,
+serves IMDS paths and the /_lab control API, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import asdict
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qs
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from . import blockdev, emulation, runtime
+from .config import LAB_ACCOUNT
+from .control import Delay, Fault, LoggedCall, wait
+from .imds import Imds
+
+log = logging.getLogger("ec2lab")
+
+StartResponse = Callable[..., Any]
+CREDENTIAL_RE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/")
+ERROR_CODE_RE = re.compile(rb"<Code>([^<]+)</Code>")
+
+
+def _json_reply(start_response: StartResponse, status: int, body: Any) -> list[bytes]:
+    data = json.dumps(body, indent=1, default=str).encode()
+    start_response(f"{status} {'OK' if status < 400 else 'Error'}", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def _aws_error(start_response: StartResponse, service: str, fault: Fault) -> list[bytes]:
+    if service == "ec2":
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Response><Errors><Error><Code>{fault.code}</Code><Message>{fault.message}</Message></Error></Errors>"
+            f"<RequestID>{uuid.uuid4()}</RequestID></Response>"
+        ).encode()
+        ctype = "text/xml"
+    else:
+        body = json.dumps({"__type": fault.code, "message": fault.message}).encode()
+        ctype = "application/x-amz-json-1.1"
+    start_response(f"{fault.status} Injected", [("Content-Type", ctype), ("Content-Length", str(len(body))), ("x-amzn-RequestId", str(uuid.uuid4()))])
+    return [body]
+
+
+class LabApp:
+    """WSGI app of the EC2 port."""
+
+    def __init__(self, moto_app: Any, imds: Imds, lab: "Lab") -> None:
+        self.moto_app = moto_app
+        self.imds = imds
+        self.lab = lab
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_lab/"):
+            return self.control(environ, start_response)
+        if path.startswith("/latest/"):
+            # Packer's Go SDK sends IMDS requests to custom_endpoint_ec2.
+            if runtime.get().config.imds_disabled:
+                return _json_reply(start_response, 404, {"error": "IMDS disabled"})
+            return self.imds(environ, start_response)
+        return self.aws(environ, start_response)
+
+    # ----- AWS requests -----------------------------------------------
+    def aws(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        rt = runtime.get()
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        match = CREDENTIAL_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        region, service = (match.group(1), match.group(2)) if match else ("", "")
+        params = parse_qs(environ.get("QUERY_STRING", ""))
+        if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+            params.update(parse_qs(body.decode(errors="replace")))
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        action = params.get("Action", [target.rsplit(".", 1)[-1] if target else ""])[0]
+        if target and not params:
+            try:
+                params = {k: [json.dumps(v) if not isinstance(v, str) else v] for k, v in json.loads(body or b"{}").items()}
+            except ValueError:
+                params = {}
+        params.pop("Action", None)
+        params.pop("Version", None)
+        call = rt.control.record(LoggedCall(time.time(), service, action, region, params))
+        wait(rt.control.delay_for(action))
+        fault = rt.control.fault_for(action)
+        if fault is not None:
+            call.status, call.error = fault.status, fault.code
+            return _aws_error(start_response, service, fault)
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"] = int(status.split()[0])
+            return start_response(status, headers, exc_info)
+
+        with rt.lock:
+            rt.tick()
+            chunks = list(self.moto_app(environ, capture))
+        call.status = captured.get("status", 0)
+        if call.status >= 400:
+            found = ERROR_CODE_RE.search(b"".join(chunks))
+            call.error = found.group(1).decode() if found else "error"
+        return chunks
+
+    # ----- control API ------------------------------------------------
+    def control(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        rt = runtime.get()
+        method = environ["REQUEST_METHOD"]
+        path = environ["PATH_INFO"][len("/_lab/"):].strip("/")
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        try:
+            data = json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            return _json_reply(start_response, 400, {"error": f"bad JSON: {exc}"})
+        try:
+            result = self.lab.handle_control(method, path, data, parse_qs(environ.get("QUERY_STRING", "")))
+        except (KeyError, ValueError, TypeError, FileNotFoundError, blockdev.BlockDeviceError) as exc:
+            return _json_reply(start_response, 400, {"error": str(exc)})
+        if result is None:
+            return _json_reply(start_response, 404, {"error": f"no control endpoint {method} /_lab/{path}"})
+        del rt
+        return _json_reply(start_response, 200, result)
+
+
+class Lab:
+    """Owns the servers of one lab daemon."""
+
+    def __init__(self, rt: runtime.Runtime) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        self.rt = rt
+        self.imds = Imds()
+        self.app = LabApp(DomainDispatcherApplication(create_backend_app), self.imds, self)
+        self.ec2_server: BaseWSGIServer | None = None
+        self.imds_server: BaseWSGIServer | None = None
+        self.imds_port = rt.config.imds_port
+        self.done = threading.Event()
+
+    # ----- servers ----------------------------------------------------
+    def start(self) -> None:
+        """Bind and serve both ports (in threads)."""
+        cfg = self.rt.config
+        self.ec2_server = make_server("127.0.0.1", cfg.ec2_port, self.app, threaded=True)
+        cfg.ec2_port = self.ec2_server.server_port
+        threading.Thread(target=self.ec2_server.serve_forever, daemon=True, name="ec2lab-ec2").start()
+        if not cfg.imds_disabled:
+            self._start_imds()
+        elif not self.imds_port:
+            # Reserve a port number for later enabling; nothing listens on it now.
+            probe = make_server("127.0.0.1", 0, self.imds)
+            self.imds_port = probe.server_port
+            probe.server_close()
+        cfg.imds_port = self.imds_port
+
+    def _start_imds(self) -> None:
+        self.imds_server = make_server("127.0.0.1", self.imds_port, self.imds, threaded=True)
+        self.imds_port = self.imds_server.server_port
+        threading.Thread(target=self.imds_server.serve_forever, daemon=True, name="ec2lab-imds").start()
+
+    def _stop_imds(self) -> None:
+        if self.imds_server is not None:
+            self.imds_server.shutdown()
+            self.imds_server.server_close()
+            self.imds_server = None
+
+    def set_imds(self, require_v2: bool | None, disabled: bool | None) -> dict[str, Any]:
+        """Switch IMDS behaviour at run time (disabled = port closed)."""
+        cfg = self.rt.config
+        if require_v2 is not None:
+            cfg.imds_require_v2 = bool(require_v2)
+        if disabled is not None:
+            cfg.imds_disabled = bool(disabled)
+            if cfg.imds_disabled:
+                self._stop_imds()
+            elif self.imds_server is None:
+                self._start_imds()
+        return {"require_v2": cfg.imds_require_v2, "disabled": cfg.imds_disabled, "port": self.imds_port}
+
+    def stop(self) -> list[str]:
+        """Tear down devices and stop serving."""
+        done = self.rt.shutdown()
+        self._stop_imds()
+        self.done.set()
+        return done
+
+    # ----- control endpoints ------------------------------------------
+    def handle_control(self, method: str, path: str, data: dict[str, Any], query: dict[str, list[str]]) -> Any:
+        """Dispatch /_lab/<path>; None means unknown endpoint."""
+        rt = self.rt
+        ctl = rt.control
+        if method == "GET" and path == "health":
+            return {"ready": True, "name": rt.config.name}
+        if method == "GET" and path == "info":
+            return self.info()
+        if method == "GET" and path == "calls":
+            calls = ctl.snapshot()["calls"]
+            if "action" in query:
+                calls = [c for c in calls if c["action"] in query["action"]]
+            return calls
+        if method == "GET" and path == "faults":
+            snap = ctl.snapshot()
+            return {"faults": snap["faults"], "delays": snap["delays"]}
+        if method == "POST" and path == "faults":
+            fault = Fault(**{k: v for k, v in data.items() if k in ("action", "code", "message", "status", "nth", "times")})
+            ctl.add_fault(fault)
+            return asdict(fault)
+        if method == "POST" and path == "delays":
+            ctl.set_delay(Delay(data["action"], float(data["seconds"])))
+            return ctl.snapshot()["delays"]
+        if method == "POST" and path == "reset":
+            ctl.reset()
+            with rt.lock:
+                rt.config.timings.device_withhold = False
+            return {"reset": True}
+        if method == "GET" and path == "timings":
+            return asdict(rt.config.timings)
+        if method == "POST" and path == "timings":
+            with rt.lock:
+                rt.config.timings.update(data)
+            return asdict(rt.config.timings)
+        if method == "POST" and path == "devices/show":
+            return {"shown": rt.show_withheld()}
+        if method == "POST" and path == "imds":
+            return self.set_imds(data.get("require_v2"), data.get("disabled"))
+        if method == "POST" and path == "snapshots/import":
+            with rt.lock:
+                snap = emulation.import_snapshot(data["path"], data.get("description", ""), data.get("region"))
+            return {"SnapshotId": snap.id, "VolumeSize": snap.volume_size}
+        if method == "GET" and path == "resources":
+            with rt.lock:
+                rt.tick()
+                return self.resources()
+        if method == "POST" and path == "shutdown":
+            done = self.stop()
+            return {"stopped": True, "done": done}
+        return None
+
+    def info(self) -> dict[str, Any]:
+        """What labctl writes into the state file."""
+        rt = self.rt
+        return {
+            "name": rt.config.name,
+            "region": rt.config.region,
+            "availability_zone": rt.availability_zone,
+            "device_style": rt.config.device_style,
+            "state_dir": rt.config.state_dir,
+            "ec2_port": rt.config.ec2_port,
+            "imds_port": self.imds_port,
+            "instance_id": rt.instance_id,
+            "host_image_id": rt.host_image_id,
+            "root_volume_id": rt.root_volume_id,
+            "account_id": LAB_ACCOUNT,
+        }
+
+    def resources(self) -> dict[str, Any]:
+        """Images, snapshots and volumes in every region, with files and devices."""
+        from moto.ec2.models import ec2_backends
+
+        rt = self.rt
+        out: dict[str, list[dict[str, Any]]] = {"amis": [], "snapshots": [], "volumes": []}
+        for region, backend in ec2_backends[LAB_ACCOUNT].items():
+            for ami in backend.amis.values():
+                if not isinstance(ami, emulation.LabAmi):
+                    continue
+                out["amis"].append(
+                    {
+                        "ImageId": ami.id,
+                        "Region": region,
+                        "Name": ami.name,
+                        "State": ami.state,
+                        "OwnerId": ami.owner_id,
+                        "RootDeviceName": ami.root_device_name,
+                        "BlockDeviceMappings": ami.lab_mappings,
+                        "host": ami.id == rt.host_image_id,
+                    }
+                )
+            for snap in backend.snapshots.values():
+                out["snapshots"].append(
+                    {
+                        "SnapshotId": snap.id,
+                        "Region": region,
+                        "State": snap.status,
+                        "Progress": snap.progress,
+                        "VolumeSize": snap.volume_size,
+                        "Encrypted": bool(snap.encrypted),
+                        "Description": snap.description,
+                        "File": str(rt.snapshot_file(snap.id)),
+                    }
+                )
+            for vol in backend.volumes.values():
+                host = rt.attached.get(vol.id)
+                out["volumes"].append(
+                    {
+                        "VolumeId": vol.id,
+                        "Region": region,
+                        "State": vol.status,
+                        "Size": vol.size,
+                        "SnapshotId": vol.snapshot_id,
+                        "Attachments": [
+                            {"InstanceId": a.instance.id, "Device": a.device, "State": a.status} for a in vol.attachments
+                        ],
+                        "File": str(rt.volume_file(vol.id)),
+                        "HostDevice": (
+                            {"loop": host.loop, "disk": f"/dev/{host.disk}", "visible": host.visible, "partitions": sorted(host.partitions)}
+                            if host
+                            else None
+                        ),
+                        "host_root": vol.id == rt.root_volume_id,
+                    }
+                )
+        return out

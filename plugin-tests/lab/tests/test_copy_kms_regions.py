@@ -1,0 +1,119 @@
+"""CopyImage (also cross-region and encrypted), KMS keys and DescribeRegions."""
+
+from __future__ import annotations
+
+import filecmp
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import Lab, sparse_disk
+
+
+def error_code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return exc.value.response["Error"]["Code"]
+
+
+@pytest.fixture
+def source_ami(lab: Lab, tmp_path) -> tuple[str, str]:
+    disk = sparse_disk(tmp_path / "root.img")
+    with open(disk, "r+b") as f:
+        f.seek(4096)
+        f.write(b"payload that must survive the copy")
+    snap = lab.import_snapshot(disk)
+    ec2 = lab.client()
+    ami = ec2.register_image(
+        Name=f"copy-src-{uuid.uuid4().hex[:8]}",
+        RootDeviceName="/dev/xvda",
+        Architecture="arm64",
+        VirtualizationType="hvm",
+        EnaSupport=True,
+        BootMode="uefi",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap, "VolumeSize": 3, "VolumeType": "gp3"}}],
+        TagSpecifications=[{"ResourceType": "image", "Tags": [{"Key": "origin", "Value": "lab"}]}],
+    )["ImageId"]
+    ec2.get_waiter("image_available").wait(ImageIds=[ami], WaiterConfig={"Delay": 0.3, "MaxAttempts": 20})
+    return ami, snap
+
+
+def test_copy_image_cross_region_encrypted_with_kms_key(lab: Lab, source_ami: tuple[str, str]) -> None:
+    ami, snap = source_ami
+    west = lab.client(region="us-west-2")
+    kms = lab.client("kms", region="us-west-2")
+    key = kms.create_key(Description="lab key")["KeyMetadata"]
+    kms.create_alias(AliasName="alias/lab-copy", TargetKeyId=key["KeyId"])
+    assert kms.describe_key(KeyId="alias/lab-copy")["KeyMetadata"]["Arn"] == key["Arn"]
+    lab.timings(copy_image=1.0)
+    copy = west.copy_image(
+        SourceRegion=lab.info["region"], SourceImageId=ami, Name="copied", Encrypted=True, KmsKeyId="alias/lab-copy", CopyImageTags=True
+    )["ImageId"]
+    img = west.describe_images(ImageIds=[copy])["Images"][0]
+    assert img["State"] == "pending"
+    west.get_waiter("image_available").wait(ImageIds=[copy], WaiterConfig={"Delay": 0.3, "MaxAttempts": 20})
+    img = west.describe_images(ImageIds=[copy])["Images"][0]
+    assert img["Name"] == "copied" and img["Architecture"] == "arm64" and img["EnaSupport"] is True and img["BootMode"] == "uefi"
+    assert {"Key": "origin", "Value": "lab"} in img["Tags"]
+    ebs = img["BlockDeviceMappings"][0]["Ebs"]
+    assert ebs["SnapshotId"] != snap and ebs["Encrypted"] is True and ebs["KmsKeyId"] == key["Arn"]
+    assert ebs["VolumeSize"] == 3 and ebs["VolumeType"] == "gp3"
+    new_snap = west.describe_snapshots(SnapshotIds=[ebs["SnapshotId"]])["Snapshots"][0]
+    assert new_snap["Encrypted"] is True and new_snap["KmsKeyId"] == key["Arn"] and new_snap["State"] == "completed"
+    src_file = lab.state_dir / "snapshots" / f"{snap}.img"
+    new_file = lab.state_dir / "snapshots" / f"{ebs['SnapshotId']}.img"
+    assert new_file.exists() and filecmp.cmp(src_file, new_file, shallow=False)
+    # The copy lives in us-west-2 only.
+    with pytest.raises(ClientError):
+        lab.client().describe_images(ImageIds=[copy])
+    # Its snapshot is in use in its own region, the source's in the source region.
+    with pytest.raises(ClientError) as exc:
+        west.delete_snapshot(SnapshotId=ebs["SnapshotId"])
+    assert error_code(exc) == "InvalidSnapshot.InUse"
+    west.deregister_image(ImageId=copy)
+    west.delete_snapshot(SnapshotId=ebs["SnapshotId"])
+    assert not new_file.exists() and src_file.exists()
+
+
+def test_copy_image_same_region_unencrypted_and_default_key(lab: Lab, source_ami: tuple[str, str]) -> None:
+    ami, snap = source_ami
+    ec2 = lab.client()
+    plain = ec2.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name=f"plain-{uuid.uuid4().hex[:6]}")["ImageId"]
+    ebs = ec2.describe_images(ImageIds=[plain])["Images"][0]["BlockDeviceMappings"][0]["Ebs"]
+    assert ebs["Encrypted"] is False and ebs["SnapshotId"] != snap
+    default = ec2.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name=f"enc-{uuid.uuid4().hex[:6]}", Encrypted=True)["ImageId"]
+    ebs = ec2.describe_images(ImageIds=[default])["Images"][0]["BlockDeviceMappings"][0]["Ebs"]
+    kms = lab.client("kms")
+    assert ebs["Encrypted"] is True and ebs["KmsKeyId"] == kms.describe_key(KeyId="alias/aws/ebs")["KeyMetadata"]["Arn"]
+
+
+def test_copy_image_rejects_unknown_key_and_key_without_encrypt(lab: Lab, source_ami: tuple[str, str]) -> None:
+    ami, _ = source_ami
+    west = lab.client(region="eu-west-1")
+    with pytest.raises(ClientError) as exc:
+        west.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name="nokey", Encrypted=True, KmsKeyId="alias/does-not-exist")
+    assert error_code(exc) == "InvalidParameterValue"
+    with pytest.raises(ClientError) as exc:
+        west.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name="nokey", KmsKeyId="alias/aws/ebs")
+    assert error_code(exc) == "InvalidParameterDependency"
+    with pytest.raises(ClientError) as exc:
+        west.copy_image(SourceRegion=lab.info["region"], SourceImageId="ami-0123456789abcdef0", Name="missing")
+    assert error_code(exc) == "InvalidAMIID.NotFound"
+
+
+def test_describe_regions_lists_build_and_copy_regions(lab: Lab) -> None:
+    names = {r["RegionName"] for r in lab.client().describe_regions()["Regions"]}
+    assert {"us-east-1", "us-west-2", "eu-west-1"} <= names
+    only = lab.client().describe_regions(RegionNames=["eu-west-1"])["Regions"]
+    assert [r["RegionName"] for r in only] == ["eu-west-1"]
+
+
+def test_kms_keys_and_aliases(lab: Lab) -> None:
+    kms = lab.client("kms")
+    key = kms.create_key(Description="build key")["KeyMetadata"]
+    kms.create_alias(AliasName="alias/build", TargetKeyId=key["KeyId"])
+    assert kms.describe_key(KeyId=key["Arn"])["KeyMetadata"]["Description"] == "build key"
+    aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
+    assert aliases["alias/build"] == key["KeyId"]
+    with pytest.raises(ClientError) as exc:
+        kms.describe_key(KeyId="alias/nope")
+    assert error_code(exc) == "NotFoundException"
