@@ -31,20 +31,37 @@ fn builder_page_lists_every_declared_option() {
         if name.starts_with("packer_") {
             continue;
         }
-        assert!(page.contains(&format!("| `{name}` |")), "{name} missing from the options tables");
+        assert!(
+            page.contains(&format!("| `{name}` |")),
+            "{name} missing from the options tables"
+        );
     }
 }
 
 #[test]
 fn splice_replaces_only_the_text_between_the_markers() {
-    let page = format!("head\n{}\nold tables\n{}\ntail\n", render::BEGIN, render::END);
+    let page = format!(
+        "head\n{}\nold tables\n{}\ntail\n",
+        render::BEGIN,
+        render::END
+    );
     let out = render::splice_options(&page, "| new |\n").unwrap();
-    assert_eq!(out, format!("head\n{}\n\n| new |\n{}\ntail\n", render::BEGIN, render::END));
+    assert_eq!(
+        out,
+        format!(
+            "head\n{}\n\n| new |\n{}\ntail\n",
+            render::BEGIN,
+            render::END
+        )
+    );
     assert!(render::splice_options("no markers", "x").is_err());
 }
 
 #[test]
 fn web_component_drops_front_matter_and_top_heading() {
     let page = "---\npage_title: x\n---\n\n# Title\n\nType: `amazon-chroot`\n";
-    assert_eq!(render::web_component(page).unwrap(), "Type: `amazon-chroot`\n");
+    assert_eq!(
+        render::web_component(page).unwrap(),
+        "Type: `amazon-chroot`\n"
+    );
 }

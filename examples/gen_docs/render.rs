@@ -42,7 +42,10 @@ pub fn render(root: &Path) -> Result<Vec<(PathBuf, String)>, RenderError> {
     let web_page = web_component(&page)?;
     Ok(vec![
         (PathBuf::from(BUILDER_PAGE), page),
-        (PathBuf::from(".web-docs/README.md"), read("docs/README.md")?),
+        (
+            PathBuf::from(".web-docs/README.md"),
+            read("docs/README.md")?,
+        ),
         (
             PathBuf::from(".web-docs/components/builder/amazon-chroot/README.md"),
             web_page,
