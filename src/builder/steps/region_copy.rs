@@ -1,0 +1,182 @@
+//! Step 19: copy the AMI to `ami_regions` (and, for `encrypt_boot`, to the
+//! build region encrypted), all regions at once. An intermediary AMI
+//! (`encrypt_boot`, `skip_save_build_region`) is deregistered afterwards.
+
+use async_trait::async_trait;
+
+use super::register_ami::is_intermediary;
+use super::{destroy_ami, BuildError, BuildState};
+use crate::aws::AwsError;
+use crate::builder::runner::{Step, StepContext};
+use crate::plugin::api::BoxError;
+
+/// Copies the AMI to other regions.
+pub struct RegionCopy;
+
+/// Target regions: `ami_regions` without duplicates; the build region
+/// only when encrypting into it (never with `skip_save_build_region`).
+pub fn copy_targets(
+    ami_regions: &[String],
+    build_region: &str,
+    encrypt: bool,
+    skip_build: bool,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in ami_regions {
+        if r != build_region && !out.contains(r) {
+            out.push(r.clone());
+        }
+    }
+    if encrypt && !skip_build {
+        out.push(build_region.to_string());
+    }
+    out
+}
+
+#[async_trait]
+impl Step<BuildState> for RegionCopy {
+    fn name(&self) -> &'static str {
+        "RegionCopy"
+    }
+
+    async fn run(&mut self, state: &mut BuildState, ctx: &StepContext) -> Result<(), BoxError> {
+        let config = state.config.clone();
+        let a = &config.ami;
+        let build_region = state.region().to_string();
+        let targets = copy_targets(
+            &a.ami_regions,
+            &build_region,
+            a.encrypt_boot.is_true(),
+            a.skip_save_build_region,
+        );
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let source_ami = state
+            .amis
+            .get(&build_region)
+            .cloned()
+            .ok_or(BuildError::Missing("registered AMI"))?;
+        let copies = targets.iter().map(|region| {
+            let ec2 = state.ec2.in_region(region);
+            let key = if region == &build_region {
+                a.kms_key_id.clone()
+            } else {
+                a.region_kms_key_ids
+                    .get(region)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let ui = ctx.ui.clone();
+            let poller = state.poller.clone();
+            let source_ami = source_ami.clone();
+            let build_region = build_region.clone();
+            let name = a.ami_name.clone();
+            let encrypt = a.encrypt_boot.as_option();
+            let region = region.clone();
+            async move {
+                ui.message(&format!("Copying {source_ami} to {region}..."))
+                    .await;
+                let mut req = ec2
+                    .client()
+                    .copy_image()
+                    .source_region(&build_region)
+                    .source_image_id(&source_ami)
+                    .name(&name)
+                    .set_encrypted(encrypt)
+                    .copy_image_tags(true);
+                if encrypt == Some(true) && !key.is_empty() {
+                    req = req.kms_key_id(key);
+                }
+                let out = req
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::api("CopyImage", source_ami.clone(), e))?;
+                let id = out.image_id().unwrap_or_default().to_string();
+                let image = ec2.wait_image_copied(&poller, &id).await;
+                let snapshots = image
+                    .as_ref()
+                    .map(|i| {
+                        i.block_device_mappings()
+                            .iter()
+                            .filter_map(|m| {
+                                m.ebs().and_then(|e| e.snapshot_id()).map(str::to_string)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                Ok::<_, AwsError>((region, id, snapshots, image.err()))
+            }
+        });
+        let results = futures::future::join_all(copies).await;
+        let intermediary = is_intermediary(&config).then(|| source_ami.clone());
+        let mut errors = Vec::new();
+        for result in results {
+            match result {
+                Ok((region, id, snapshots, wait_error)) => {
+                    // Recorded even when the wait failed, so cleanup removes it.
+                    state.amis.insert(region.clone(), id);
+                    state.snapshots.insert(region, snapshots);
+                    if let Some(e) = wait_error {
+                        errors.push(e.to_string());
+                    }
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if let Some(intermediary) = intermediary {
+            if !targets.contains(&build_region) {
+                state.amis.remove(&build_region);
+                state.snapshots.remove(&build_region);
+            }
+            ctx.ui
+                .say(&format!(
+                    "Deregistering the intermediary AMI {intermediary}..."
+                ))
+                .await;
+            if let Err(e) = destroy_ami(&state.ec2, &intermediary).await {
+                errors.extend(e);
+            }
+            state.snapshot_id = None;
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(BuildError::Several(errors).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_targets;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn copies_go_to_each_other_region_once() {
+        assert_eq!(
+            copy_targets(
+                &s(&["eu-west-1", "us-east-1", "eu-west-1"]),
+                "us-east-1",
+                false,
+                false
+            ),
+            s(&["eu-west-1"])
+        );
+    }
+
+    #[test]
+    fn encryption_copies_into_the_build_region_unless_skipped() {
+        assert_eq!(
+            copy_targets(&[], "us-east-1", true, false),
+            s(&["us-east-1"])
+        );
+        assert_eq!(
+            copy_targets(&s(&["eu-west-1"]), "us-east-1", true, true),
+            s(&["eu-west-1"])
+        );
+    }
+}
