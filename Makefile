@@ -15,7 +15,12 @@ PROFILE_DIR := $(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
 PLUGIN_BIN := $(TARGET_DIR)/$(PROFILE_DIR)/$(BINARY)
 PYTHON  ?= python3
 
-.PHONY: build dev test testacc generate release demo clean
+.PHONY: deps build dev test testacc generate release demo clean
+
+## deps: install what test and demo need (Debian/Ubuntu packages, Python
+##   packages), skipping what is installed; needs root and cargo
+deps:
+	scripts/install-deps.sh
 
 ## build: compile the plugin binary ($(PLUGIN_BIN))
 build:
@@ -28,7 +33,7 @@ dev: build
 	scripts/install-plugin.sh $(PLUGIN_BIN) $(ORG)
 
 ## test: the whole suite (.ci/run calls this): Rust tests, then the EC2 lab's
-test:
+test: deps
 	cargo test
 	$(PYTHON) -m pytest -q plugin-tests/lab/tests
 
@@ -46,7 +51,7 @@ release:
 
 ## demo: EC2 lab up, plugin built, `packer build` of packer-examples/basic,
 ##   the new AMI and its snapshot's contents shown, lab torn down
-demo: build
+demo: deps build
 	scripts/demo.sh $(PLUGIN_BIN) $(ORG)
 
 clean:
