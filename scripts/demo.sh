@@ -119,7 +119,11 @@ echo "  / of the image:"
 ls -l "$mounted" | sed 's/^/    /'
 echo "  /etc/packer-build-info (written by the shell provisioner in the chroot):"
 sed 's/^/    /' "$mounted/etc/packer-build-info"
-echo "  /etc/resolv.conf is still the image's own symlink (HashiCorp's builder deletes it):"
-echo "    $(ls -l "$mounted/etc/resolv.conf" | sed 's/.*\(etc\/resolv.conf\)/\1/')"
+if [ -L "$mounted/etc/resolv.conf" ]; then
+  echo "  /etc/resolv.conf is still the image's own symlink (HashiCorp's builder deletes it):"
+  echo "    /etc/resolv.conf -> $(readlink "$mounted/etc/resolv.conf")"
+else
+  echo "  /etc/resolv.conf: $(ls -ld "$mounted/etc/resolv.conf" 2>&1)"
+fi
 labctl umount --name "$lab" "$mounted" >/dev/null
 mounted=""

@@ -573,8 +573,10 @@ fn real_packer_reports_our_prepare_errors_through_the_plugin() {
     std::fs::write(project.path().join("broken.json"), text).unwrap();
     let (ok, output) = packer_validate(project.path(), "broken.json");
     assert!(!ok, "packer validate accepted an unknown key:\n{output}");
+    // Packer wraps long lines.
+    let flat = output.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        output.contains("root_volume_sise") && output.contains("did you mean \"root_volume_size\""),
+        flat.contains("root_volume_sise") && flat.contains("did you mean \"root_volume_size\""),
         "{output}"
     );
 }
