@@ -59,7 +59,7 @@ impl Step<BuildState> for MountDevice {
             "" => state
                 .source_image
                 .as_ref()
-                .is_none_or(|i| i.virtualization_type() == Some(&VirtualizationType::Hvm)),
+                .map_or(true, |i| i.virtualization_type() == Some(&VirtualizationType::Hvm)),
             t => t == "hvm",
         };
         let partition = config.chroot.mount_partition.as_str();

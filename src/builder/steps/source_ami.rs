@@ -71,15 +71,9 @@ impl Step<BuildState> for SourceAmiInfo {
         ] {
             data.insert(key.to_string(), Value::String(value));
         }
-        data.insert(
-            "SourceAMITags".to_string(),
-            Value::Object(
-                info.source_ami_tags
-                    .into_iter()
-                    .map(|(k, v)| (k, Value::String(v)))
-                    .collect(),
-            ),
-        );
+        // Not `SourceAMITags`: Packer up to at least 1.6.6 fails every HCL2
+        // build whose hook data holds a map ("unhandled buildvar type"). The
+        // tags stay available to tag and description templates.
         Ok(())
     }
 }
@@ -196,7 +190,7 @@ mod tests {
     fn csv_values_split_on_commas_and_keep_quoted_commas() {
         assert_eq!(csv_values("a,b").unwrap(), vec!["a", "b"]);
         assert_eq!(csv_values("\"a,b\",c").unwrap(), vec!["a,b", "c"]);
-        assert_eq!(csv_values("say \"\"x\"\"").is_err(), true);
+        assert!(csv_values("say \"\"x\"\"").is_err());
         assert_eq!(csv_values("\"q\"\"x\"").unwrap(), vec!["q\"x"]);
         assert_eq!(
             csv_values("ubuntu/*-22.04-*").unwrap(),

@@ -1,0 +1,434 @@
+"""End to end: Debian's packer 1.6.6 drives OUR plugin (installed next to the
+template under the legacy name `packer-builder-amazon-chroot-rs`, so the
+template type is `amazon-chroot-rs` and never 1.6.6's builtin) through full
+builds in the EC2 lab.
+
+Each build is checked where it matters: the AMI in the EC2 API, its snapshot
+mounted (what the provisioners wrote, /etc/resolv.conf exactly as in the
+source), and the lab's leak report (no volume, snapshot or AMI of a failed
+build; no mount, loop device, device node or held lock) after success,
+failure and Ctrl-C.
+
+Run by `cargo test --test e2e_lab` (tests/e2e_lab.rs), which passes the
+plugin binary in PLUGIN_BIN. Needs root, /usr/bin/packer, busybox-static and
+the lab's Python packages (plugin-tests/requirements.txt).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from baseline_support import (
+    PACKER,
+    PACKER_CANCEL_GRACE,
+    Lab,
+    PackerResult,
+    hcl_string,
+    mounts_matching,
+    run_packer,
+    unmount_below,
+    write_json_template,
+)
+
+PLUGIN_TYPE = "amazon-chroot-rs"
+PLUGIN_NAME = f"packer-builder-{PLUGIN_TYPE}"
+SOURCE_FILTER_NAME = "lab-source-busybox-partitioned-*"
+#: What the lab's source image has at /etc/resolv.conf (see images/make-source-image).
+SOURCE_RESOLV_TARGET = "../run/systemd/resolve/stub-resolv.conf"
+
+
+def plugin_binary() -> Path:
+    path = os.environ.get("PLUGIN_BIN")
+    if not path:
+        pytest.fail("PLUGIN_BIN is not set: run these tests through `cargo test --test e2e_lab`")
+    if not os.path.exists(path):
+        pytest.fail(f"PLUGIN_BIN={path} does not exist")
+    return Path(path)
+
+
+def check_prerequisites() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the end-to-end builds need root (loop devices, mounts, chroot)")
+    if not os.path.exists(PACKER):
+        pytest.fail(f"{PACKER} missing: apt-get install packer (Debian's 1.6.6)")
+
+
+@contextlib.contextmanager
+def running_lab(name: str, state_dir: Path, device_style: str):
+    """A started lab; it is always stopped, and its leak report must be clean."""
+    check_prerequisites()
+    started = Lab.start(name, state_dir, device_style)
+    try:
+        yield started
+    finally:
+        clean, report = started.leaks()
+        started.stop()
+        assert clean, f"lab leak report at the end is not clean:\n{report}"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with running_lab(f"e2e-{os.getpid()}", tmp_path_factory.mktemp("lab-xen"), "xen") as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def source_ami(lab: Lab) -> str:
+    return lab.register_source_ami("partitioned")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path):
+    """The test's directory with our plugin installed; anything still mounted
+    below it is unmounted at the end (and that is a failure)."""
+    shutil.copy(plugin_binary(), tmp_path / PLUGIN_NAME)
+    yield tmp_path
+    leftover = unmount_below(tmp_path)
+    assert not leftover, f"the build left mounts behind below {tmp_path}: {leftover}"
+
+
+#: `labctl leaks` also reports what other labs and builds on this host hold
+#: right now (their device nodes, mounts under the default mount root, the
+#: shared lock). A leak of ours never goes away by itself; theirs do, so a
+#: report must become clean within this many seconds.
+LEAK_SETTLE_SECONDS = 60
+
+
+def assert_clean(lab: Lab, result: PackerResult | None = None) -> None:
+    deadline = time.monotonic() + LEAK_SETTLE_SECONDS
+    clean, report = lab.leaks()
+    while not clean and time.monotonic() < deadline:
+        time.sleep(2)
+        clean, report = lab.leaks()
+    assert clean, report + ("\n" + result.failure_report() if result else "")
+
+
+def assert_our_plugin_built(result: PackerResult) -> str:
+    assert result.returncode == 0 and not result.timed_out, result.failure_report()
+    log = result.log_path.read_text(errors="replace")
+    assert PLUGIN_NAME in log, "packer did not start our plugin\n" + result.failure_report()
+    ids = result.artifact_ids()
+    assert len(ids) == 1 and lab_region_ok(ids), f"unexpected artifact ids {ids}\n{result.failure_report()}"
+    return next(iter(ids.values()))
+
+
+def lab_region_ok(ids: dict[str, str]) -> bool:
+    return all(v.startswith("ami-") for v in ids.values())
+
+
+def says(result: PackerResult) -> list[str]:
+    """The `==> name: text` lines of a machine-readable run, text only."""
+    out = []
+    for line in result.stdout.splitlines():
+        fields = line.split(",", 4)
+        if len(fields) == 5 and fields[2] == "ui" and fields[3] == "say":
+            text = fields[4].replace("%!(PACKER_COMMA)", ",")
+            if ": " in text:
+                out.append(text.split(": ", 1)[1])
+    return out
+
+
+def check_ami(lab: Lab, ami_id: str, ami_name: str, source_ami: str) -> dict:
+    ec2 = lab.ec2()
+    found = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [ami_name]}])["Images"]
+    assert [i["ImageId"] for i in found] == [ami_id]
+    image = found[0]
+    source = ec2.describe_images(ImageIds=[source_ami])["Images"][0]
+    assert image["State"] == "available"
+    assert image["RootDeviceName"] == "/dev/xvda"
+    assert image["VirtualizationType"] == "hvm"
+    assert image["Architecture"] == "x86_64"
+    # Inherited from the source (EnaSupport=True there), not set by the template.
+    assert image.get("EnaSupport") is True
+    mappings = image["BlockDeviceMappings"]
+    assert [m["DeviceName"] for m in mappings] == ["/dev/xvda"], mappings
+    ebs = mappings[0]["Ebs"]
+    assert ebs["SnapshotId"] != source["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    snapshot = ec2.describe_snapshots(SnapshotIds=[ebs["SnapshotId"]])["Snapshots"][0]
+    assert snapshot["State"] == "completed"
+    assert snapshot["Description"].startswith("Packer: ")
+    return image
+
+
+def check_resolv_conf_intact(root: Path) -> None:
+    """The image's /etc/resolv.conf is exactly the source's dangling symlink."""
+    path = root / "etc/resolv.conf"
+    assert path.is_symlink(), "the /etc/resolv.conf symlink is gone"
+    assert os.readlink(path) == SOURCE_RESOLV_TARGET
+    assert not [n for n in os.listdir(root / "etc") if "resolv.conf" in n and n != "resolv.conf"], \
+        os.listdir(root / "etc")
+
+
+def test_hcl2_build_with_shell_file_and_shell_local(lab: Lab, source_ami: str, workdir: Path):
+    token = uuid.uuid4().hex
+    ami_name = f"e2e-hcl2-{token[:12]}"
+    big = workdir / "big.bin"
+    with open(big, "wb") as f:
+        for i in range(50):
+            f.write(bytes([i]) * (1024 * 1024))
+    (workdir / "tree/sub").mkdir(parents=True)
+    (workdir / "tree/a.txt").write_text(f"a {token}\n")
+    (workdir / "tree/sub/b.txt").write_text(f"b {token}\n")
+    (workdir / "script.sh").write_text("#!/bin/sh\nset -e\necho \"script $E2E_TOKEN\" > /etc/e2e-script.txt\n")
+    template = f"""
+source "{PLUGIN_TYPE}" "e2e" {{
+  region                 = {hcl_string(lab.region)}
+  custom_endpoint_ec2    = {hcl_string(lab.ec2_endpoint)}
+  skip_region_validation = true
+  ami_name               = {hcl_string(ami_name)}
+  source_ami_filter {{
+    filters     = {{ name = {hcl_string(SOURCE_FILTER_NAME)} }}
+    owners      = ["self"]
+    most_recent = true
+  }}
+}}
+
+build {{
+  sources = ["source.{PLUGIN_TYPE}.e2e"]
+
+  provisioner "shell" {{
+    environment_vars = [{hcl_string("E2E_TOKEN=" + token)}, "E2E_DEVICE=${{build.Device}}", "E2E_MOUNT=${{build.MountPath}}"]
+    inline = [
+      "set -e",
+      "echo inline-ran > /etc/e2e-inline.txt",
+      "echo token=$E2E_TOKEN >> /etc/e2e-inline.txt",
+      "echo device=$E2E_DEVICE >> /etc/e2e-inline.txt",
+      "echo mount=$E2E_MOUNT >> /etc/e2e-inline.txt",
+      "if [ -L /etc/resolv.conf ]; then echo symlink; elif [ -f /etc/resolv.conf ]; then echo file; else echo absent; fi > /etc/e2e-resolv-during-build",
+      "sleep 1000 > /dev/null 2>&1 &",
+    ]
+  }}
+
+  provisioner "shell" {{
+    environment_vars = [{hcl_string("E2E_TOKEN=" + token)}]
+    script = "script.sh"
+  }}
+
+  provisioner "file" {{
+    source      = "big.bin"
+    destination = "/root/big.bin"
+  }}
+
+  provisioner "file" {{
+    source      = "tree/"
+    destination = "/opt/tree"
+  }}
+
+  provisioner "file" {{
+    direction   = "download"
+    source      = "/etc/e2e-inline.txt"
+    destination = "downloaded.txt"
+  }}
+
+  provisioner "shell-local" {{
+    inline = ["echo local-ran > local.txt"]
+  }}
+}}
+"""
+    (workdir / "e2e.pkr.hcl").write_text(template)
+
+    result = run_packer(workdir / "e2e.pkr.hcl", workdir, lab.process_env(), fake_sys_block=False)
+
+    ami_id = assert_our_plugin_built(result)
+    said = says(result)
+    assert any(s.startswith("Creating the root volume") for s in said), said
+    assert any(s.startswith("Registering the AMI") for s in said), said
+    assert not mounts_matching("/mnt/packer-amazon-chroot-volumes/"), "mounts left behind"
+    check_ami(lab, ami_id, ami_name, source_ami)
+    assert_clean(lab, result)
+    assert (workdir / "local.txt").read_text() == "local-ran\n"
+    downloaded = (workdir / "downloaded.txt").read_text().splitlines()
+    assert downloaded[:2] == ["inline-ran", f"token={token}"]
+    device = downloaded[2].split("=", 1)[1]
+    mount = downloaded[3].split("=", 1)[1]
+    assert device.startswith("/dev/xvd"), downloaded
+    assert mount == f"/mnt/packer-amazon-chroot-volumes/{os.path.basename(device)}", downloaded
+    with lab.mounted_ami(ami_id, workdir / "inspect") as root:
+        assert (root / "etc/lab-source-image").read_text().startswith("lab-source-image layout=")
+        assert (root / "etc/e2e-inline.txt").read_text().splitlines()[:2] == ["inline-ran", f"token={token}"]
+        assert (root / "etc/e2e-script.txt").read_text() == f"script {token}\n"
+        # During provisioning the chroot saw the host's resolv.conf (a file) ...
+        assert (root / "etc/e2e-resolv-during-build").read_text().strip() == "file"
+        # ... and the image has its own symlink back, exactly.
+        check_resolv_conf_intact(root)
+        assert (root / "root/big.bin").stat().st_size == 50 * 1024 * 1024
+        with open(root / "root/big.bin", "rb") as f:
+            f.seek(49 * 1024 * 1024)
+            assert f.read(4) == bytes([49]) * 4
+        assert (root / "opt/tree/a.txt").read_text() == f"a {token}\n"
+        assert (root / "opt/tree/sub/b.txt").read_text() == f"b {token}\n"
+
+
+def test_json_build_with_tags_description_and_permissions(lab: Lab, source_ami: str, workdir: Path):
+    token = uuid.uuid4().hex
+    ami_name = f"e2e-json-{token[:12]}"
+    payload = f"json payload {token}\n"
+    (workdir / "payload.txt").write_text(payload)
+    builder = {
+        "type": PLUGIN_TYPE,
+        "region": lab.region,
+        "custom_endpoint_ec2": lab.ec2_endpoint,
+        "skip_region_validation": True,
+        "source_ami": source_ami,
+        "ami_name": ami_name,
+        "ami_description": "built from {{ .SourceAMI }} in {{ .BuildRegion }}",
+        "ami_users": ["123456789012"],
+        "root_volume_size": 2,
+        "tags": {"Name": "e2e {{ .SourceAMIName }}", "Token": token},
+        "snapshot_tags": {"Kind": "root snapshot"},
+        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
+    }
+    write_json_template(workdir / "e2e.json", builder, [
+        {"type": "shell", "inline": ["echo json-ran > /etc/e2e-json.txt"]},
+        {"type": "file", "source": "payload.txt", "destination": "/root/payload.txt"},
+    ])
+
+    result = run_packer(workdir / "e2e.json", workdir, lab.process_env(), fake_sys_block=False)
+
+    ami_id = assert_our_plugin_built(result)
+    image = check_ami(lab, ami_id, ami_name, source_ami)
+    assert_clean(lab, result)
+    assert image.get("Description") == f"built from {source_ami} in {lab.region}"
+    tags = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
+    source_name = lab.ec2().describe_images(ImageIds=[source_ami])["Images"][0]["Name"]
+    assert tags == {"Name": f"e2e {source_name}", "Token": token}
+    ebs = image["BlockDeviceMappings"][0]["Ebs"]
+    assert ebs["VolumeSize"] == 2
+    snapshot = lab.ec2().describe_snapshots(SnapshotIds=[ebs["SnapshotId"]])["Snapshots"][0]
+    snap_tags = {t["Key"]: t["Value"] for t in snapshot.get("Tags", [])}
+    assert snap_tags.get("Kind") == "root snapshot" and snap_tags.get("Token") == token, snap_tags
+    perms = lab.ec2().describe_image_attribute(ImageId=ami_id, Attribute="launchPermission")["LaunchPermissions"]
+    assert {"UserId": "123456789012"} in perms, perms
+    with lab.mounted_ami(ami_id, workdir / "inspect") as root:
+        assert (root / "etc/e2e-json.txt").read_text() == "json-ran\n"
+        assert (root / "root/payload.txt").read_text() == payload
+        check_resolv_conf_intact(root)
+
+
+def test_failing_provisioner_leaves_nothing_and_runs_the_error_cleanup_provisioner(
+        lab: Lab, source_ami: str, workdir: Path):
+    token = uuid.uuid4().hex
+    ami_name = f"e2e-fail-{token[:12]}"
+    mount_root = workdir / "chroot"
+    builder = {
+        "type": PLUGIN_TYPE,
+        "region": lab.region,
+        "custom_endpoint_ec2": lab.ec2_endpoint,
+        "skip_region_validation": True,
+        "source_ami": source_ami,
+        "ami_name": ami_name,
+        "mount_path": str(mount_root) + "/{{.Device}}",
+    }
+    template = {
+        "builders": [builder],
+        "provisioners": [
+            # A background process left running must not make the cleanup fail.
+            {"type": "shell", "inline": ["sleep 1000 >/dev/null 2>&1 &", "echo partial > /etc/partial.txt", "exit 7"]},
+        ],
+        "error-cleanup-provisioner": {"type": "shell-local", "inline": ["echo cleanup-ran > error-cleanup.txt"]},
+    }
+    import json
+    (workdir / "fail.json").write_text(json.dumps(template, indent=2))
+
+    result = run_packer(workdir / "fail.json", workdir, lab.process_env(), fake_sys_block=False)
+
+    assert result.returncode == 1 and not result.timed_out, result.failure_report()
+    assert "Script exited with non-zero exit status: 7" in result.stdout, result.failure_report()
+    assert result.artifact_ids() == {}
+    assert (workdir / "error-cleanup.txt").read_text() == "cleanup-ran\n", result.failure_report()
+    said = says(result)
+    assert "Unmounting the root device..." in said and "Deleting the created EBS volume..." in said, said
+    assert not mounts_matching(str(mount_root))
+    assert not [p for p in glob.glob(str(mount_root) + "/*")], "mount directory left behind"
+    ec2 = lab.ec2()
+    assert ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [ami_name]}])["Images"] == []
+    assert_clean(lab, result)
+
+
+def test_ctrl_c_mid_provisioning_leaves_nothing(lab: Lab, source_ami: str, workdir: Path):
+    token = uuid.uuid4().hex
+    ami_name = f"e2e-cancel-{token[:12]}"
+    mount_root = workdir / "chroot"
+    builder = {
+        "type": PLUGIN_TYPE,
+        "region": lab.region,
+        "custom_endpoint_ec2": lab.ec2_endpoint,
+        "skip_region_validation": True,
+        "source_ami": source_ami,
+        "ami_name": ami_name,
+        "mount_path": str(mount_root) + "/{{.Device}}",
+    }
+    write_json_template(workdir / "hang.json", builder, [
+        {"type": "shell", "inline": ["echo started > /etc/hang-started", "sleep 600"]},
+    ])
+    env = lab.process_env(PACKER_LOG="1", PACKER_LOG_PATH=str(workdir / "packer.log"), CHECKPOINT_DISABLE="1",
+                          HOME=str(workdir), PACKER_CACHE_DIR=str(workdir / "cache"), TMPDIR=str(workdir),
+                          AWS_POLL_DELAY_SECONDS="1", AWS_MAX_ATTEMPTS="120")
+    proc = subprocess.Popen([PACKER, "build", "-color=false", "-machine-readable", "hang.json"], cwd=workdir,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not glob.glob(str(mount_root) + "/*/etc/hang-started"):
+            assert proc.poll() is None, f"packer ended before provisioning: {proc.stdout.read()}"
+            assert time.monotonic() < deadline, "provisioning never started"
+            time.sleep(0.5)
+        # As a terminal's Ctrl-C: SIGINT to the whole process group.
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=PACKER_CANCEL_GRACE)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    result = PackerResult(proc.returncode, out, workdir / "packer.log", False)
+    assert proc.returncode != 0, result.failure_report()
+    assert result.artifact_ids() == {}
+    assert not mounts_matching(str(mount_root)), result.failure_report()
+    # Nothing runs in the chroot any more.
+    assert not subprocess.run(["pgrep", "-f", "sleep 600"], capture_output=True).stdout.strip()
+    ec2 = lab.ec2()
+    assert ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [ami_name]}])["Images"] == []
+    assert_clean(lab, result)
+
+
+@pytest.fixture(scope="module")
+def nitro_lab(tmp_path_factory):
+    with running_lab(f"e2e-nitro-{os.getpid()}", tmp_path_factory.mktemp("lab-nitro"), "nitro") as started:
+        yield started
+
+
+def test_nitro_host_finds_the_volume_by_id_without_nvme_device_path(nitro_lab: Lab, workdir: Path):
+    source = nitro_lab.register_source_ami("partitioned")
+    token = uuid.uuid4().hex
+    ami_name = f"e2e-nitro-{token[:12]}"
+    builder = {
+        "type": PLUGIN_TYPE,
+        "region": nitro_lab.region,
+        "custom_endpoint_ec2": nitro_lab.ec2_endpoint,
+        "skip_region_validation": True,
+        "source_ami": source,
+        "ami_name": ami_name,
+        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
+    }
+    write_json_template(workdir / "nitro.json", builder, [
+        {"type": "shell", "inline": [f"echo nitro {token} > /etc/e2e-nitro.txt"]},
+    ])
+
+    result = run_packer(workdir / "nitro.json", workdir, nitro_lab.process_env(), fake_sys_block=False)
+
+    ami_id = assert_our_plugin_built(result)
+    check_ami(nitro_lab, ami_id, ami_name, source)
+    assert_clean(nitro_lab, result)
+    with nitro_lab.mounted_ami(ami_id, workdir / "inspect") as root:
+        assert (root / "etc/e2e-nitro.txt").read_text() == f"nitro {token}\n"
+        check_resolv_conf_intact(root)
