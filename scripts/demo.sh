@@ -34,7 +34,7 @@ cleanup() {
   trap - INT TERM
   if [ -n "$mounted" ]; then labctl umount --name "$lab" "$mounted" >/dev/null; fi
   say "Stopping the lab"
-  labctl leaks --name "$lab" 2>/dev/null | sed 's/^/  leak check before stop: /'
+  labctl leaks --name "$lab" 2>/dev/null | sed "s/^/  lab leak report: /"
   labctl stop --name "$lab" >/dev/null && echo "  lab $lab stopped; its volumes, snapshots, loop devices and /dev nodes removed"
   if grep -q " $work" /proc/mounts; then
     echo "  WARNING: still mounted below $work:" && grep " $work" /proc/mounts
