@@ -127,6 +127,15 @@ impl Builder for WireTestBuilder {
             return Err("wiretest: build cancelled".into());
         }
         provisioned.map_err(|e| format!("wiretest: provisioning failed: {e}"))?;
+        if std::env::var_os("WIRETEST_UI_EXTRAS").is_some() {
+            // Ui calls Packer 1.6.6 cannot answer with a closed stdin.
+            let answer = ui.ask("wiretest question?").await?;
+            ui.message(&format!("wiretest: answer {answer}")).await;
+            ui.machine("artifact", &["0".into(), "id".into()]).await;
+            let progress = ui.track_progress("wiretest-src", 10, 2).await?;
+            progress.add(8).await;
+            progress.close().await;
+        }
         ui.say("wiretest: done").await;
         Ok(Some(Arc::new(WireTestArtifact)))
     }
@@ -176,6 +185,8 @@ impl Communicator for LocalCommunicator {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            // Own process group, so cancelling kills the whole command tree.
+            .process_group(0)
             .spawn()?;
         if let (Some(mut from), Some(mut to)) = (cmd.stdin, child.stdin.take()) {
             tokio::spawn(async move {
@@ -189,7 +200,11 @@ impl Communicator for LocalCommunicator {
             let status = tokio::select! {
                 s = child.wait() => s.ok().and_then(|s| s.code()).unwrap_or(-1),
                 _ = cancel.cancelled() => {
-                    let _ = child.kill().await;
+                    if let Some(pid) = child.id() {
+                        let group = format!("-{pid}");
+                        let _ = tokio::process::Command::new("kill").args(["-KILL", "--", &group]).status().await;
+                    }
+                    let _ = child.wait().await;
                     -1
                 }
             };

@@ -83,7 +83,21 @@ impl Project {
 
     /// Runs packer to completion; returns (success, stdout+stderr).
     fn run(&self, args: &[&str]) -> (bool, String) {
-        let child = self.command(args).spawn().unwrap();
+        self.run_command(self.command(args))
+    }
+
+    /// Runs packer with its debug log in `packer.log`; returns (success,
+    /// stdout+stderr, log).
+    fn run_logged(&self, args: &[&str]) -> (bool, String, String) {
+        let log = self.path().join("packer.log");
+        let mut cmd = self.command(args);
+        cmd.env("PACKER_LOG", "1").env("PACKER_LOG_PATH", &log);
+        let (ok, out) = self.run_command(cmd);
+        (ok, out, std::fs::read_to_string(log).unwrap_or_default())
+    }
+
+    fn run_command(&self, mut cmd: Command) -> (bool, String) {
+        let child = cmd.spawn().unwrap();
         let guard = GroupGuard(child.id() as i32);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -137,8 +151,16 @@ fn json_template_build_runs_shell_and_file_provisioners() {
 }}"#
         ),
     );
-    let (ok, out) = p.run(&["build", "t.json"]);
+    let (ok, out, log) = p.run_logged(&["build", "t.json"]);
     assert!(ok, "{out}");
+    // Go's yamux logs any frame it did not expect (late window updates,
+    // double FINs, unacknowledged streams).
+    let yamux: Vec<_> = log.lines().filter(|l| l.contains("yamux")).collect();
+    assert!(
+        yamux.is_empty(),
+        "yamux complaints in Packer's log: {yamux:#?}"
+    );
+    assert!(log.contains("wiretest"), "no plugin log in Packer's log");
     for line in [
         "wiretest warning",
         "wiretest: wiretest: starting",
@@ -294,6 +316,9 @@ fn hcl2_build_reports_prepare_errors_and_spec_type_errors() {
 
 #[test]
 fn ctrl_c_cancels_a_running_provisioner_and_packer_exits() {
+    // The provisioner ignores SIGINT (as many real commands in a chroot
+    // do), so only the plugin's cancellation can stop it: Packer's
+    // Builder.Cancel, the plugin's Hook.Cancel, the communicator's kill.
     let p = Project::new();
     let d = p.path().display();
     let marker = p.path().join("woke");
@@ -302,12 +327,15 @@ fn ctrl_c_cancels_a_running_provisioner_and_packer_exits() {
         &format!(
             r#"{{"builders": [{{"type": "wiretest"}}],
   "provisioners": [{{"type": "shell", "remote_folder": "{d}",
-    "inline": ["echo sleeping", "sleep 30", "touch {}"]}}]}}"#,
+    "inline": ["trap '' INT", "echo sleeping", "sleep 30", "touch {}"]}}]}}"#,
             marker.display()
         ),
     );
     let log = p.path().join("out.log");
+    let packer_log = p.path().join("packer.log");
     let mut cmd = p.command(&["build", "t.json"]);
+    cmd.env("PACKER_LOG", "1")
+        .env("PACKER_LOG_PATH", &packer_log);
     let file = std::fs::File::create(&log).unwrap();
     cmd.stdout(file.try_clone().unwrap()).stderr(file);
     let mut child = cmd.spawn().unwrap();
@@ -346,6 +374,8 @@ fn ctrl_c_cancels_a_running_provisioner_and_packer_exits() {
     assert!(started.elapsed() < Duration::from_secs(10), "{out}");
     assert!(out.contains("wiretest: wiretest: cancelled"), "{out}");
     assert!(out.contains("wiretest: build cancelled"), "{out}");
+    let packer_log = std::fs::read_to_string(&packer_log).unwrap();
+    assert!(packer_log.contains("sending Hook.Cancel"), "{packer_log}");
     assert!(
         !marker.exists(),
         "the provisioner kept running after Ctrl-C"

@@ -46,7 +46,7 @@ fn plugin_binary() -> PathBuf {
 
 /// The plugin process plus Packer's side of the connection.
 struct Plugin {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     handshake: String,
     broker: Broker,
     main: Arc<Client>,
@@ -58,6 +58,7 @@ async fn start_plugin(args: &[&str]) -> Plugin {
         .args(args)
         .env(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE)
         .env("PACKER_LOG", "1")
+        .env("WIRETEST_UI_EXTRAS", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -89,7 +90,7 @@ async fn start_plugin(args: &[&str]) -> Plugin {
     let broker = Broker::new(Session::new(conn, Role::Client));
     let main = Arc::new(Client::new(broker.dial(0).await.unwrap()));
     Plugin {
-        _child: child,
+        child,
         handshake,
         broker,
         main,
@@ -173,6 +174,17 @@ impl Handler for PackerSide {
                     "{service_method}: {}",
                     msgpack::as_string(&body).unwrap()
                 ));
+                Ok(Value::Nil)
+            }
+            "Ui.Ask" => {
+                self.event(format!(
+                    "{service_method}: {}",
+                    msgpack::as_string(&body).unwrap()
+                ));
+                Ok(Value::from("forty-two"))
+            }
+            "Ui.Machine" => {
+                self.event(format!("{service_method}: {}", msgpack::to_json(&body)));
                 Ok(Value::Nil)
             }
             "Ui.NewTrackProgress" => {
@@ -356,6 +368,33 @@ async fn provision(hook: &Client, broker: &Broker, dir: &Path) -> Result<Provisi
     hook.call("Communicator.Download", args).await.map_err(e)?;
     got.downloaded = read_all(download).await;
 
+    // Several flow-control windows each way, FileInfo absent (nil).
+    let big = big_payload();
+    let (reader_id, reader) = accept_later(broker);
+    let writer = tokio::spawn(async move {
+        let mut s = reader.await.unwrap();
+        s.write_all(&big).await.unwrap();
+        s.shutdown().await.unwrap();
+        s
+    });
+    let big_path = dir.join("big.bin");
+    let upload = map([
+        ("Path", Value::from(big_path.to_str().unwrap())),
+        ("ReaderStreamId", Value::from(reader_id)),
+        ("FileInfo", Value::Nil),
+    ]);
+    hook.call("Communicator.Upload", upload).await.map_err(e)?;
+    drop(writer.await.unwrap());
+    let (writer_id, download) = accept_later(broker);
+    let args = map([
+        ("Path", Value::from(big_path.to_str().unwrap())),
+        ("WriterStreamId", Value::from(writer_id)),
+    ]);
+    // Packer reads the download while the call is in flight.
+    let reading = tokio::spawn(read_all(download));
+    hook.call("Communicator.Download", args).await.map_err(e)?;
+    got.big_roundtrip = reading.await.unwrap();
+
     let src = dir.join("srcdir").display().to_string();
     hook.call(
         "Communicator.DownloadDir",
@@ -459,7 +498,19 @@ async fn packer_1_12_hcl2_build_with_protobuf_spec_provisioning_and_artifact() {
         assert_eq!(events[7], r#"Ui.NewTrackProgress: {"CurrentSize":0,"Src":"f","TotalSize":10}"#);
         assert_eq!(events[8], "Uitrk1.Add: 5");
         assert_eq!(events[9], "Uitrk1.Close: null");
-        assert_eq!(events.last().unwrap(), "Ui.Say: wiretest: done");
+        let n = events.len();
+        assert_eq!(
+            events[n - 7..],
+            [
+                "Ui.Ask: wiretest question?",
+                "Ui.Message: wiretest: answer forty-two",
+                r#"Ui.Machine: {"Args":["0","id"],"Category":"artifact"}"#,
+                r#"Ui.NewTrackProgress: {"CurrentSize":2,"Src":"wiretest-src","TotalSize":10}"#,
+                "Uitrk1.Add: 8",
+                "Uitrk1.Close: null",
+                "Ui.Say: wiretest: done",
+            ]
+        );
         let data = seen.hook_data.as_ref().unwrap();
         assert_eq!(data["WireTestVar"], "wiretest-value");
         assert_eq!(data["ID"], "wiretest-id");
@@ -471,7 +522,8 @@ async fn packer_1_12_hcl2_build_with_protobuf_spec_provisioning_and_artifact() {
         assert_eq!(p.stdin_echo, b"piped input");
         assert_eq!(p.stdin_response, encode_command_finished(0));
         assert_eq!(p.downloaded, b"uploaded bytes");
-        assert!(p.big_roundtrip == big_payload(), "1.5 MB upload+download corrupted");
+        let big = big_payload();
+        assert!(p.big_roundtrip == big, "1.5 MB upload+download corrupted: {} bytes back, first difference at {:?}", p.big_roundtrip.len(), p.big_roundtrip.iter().zip(&big).position(|(a, b)| a != b));
         assert_eq!(p.upload_dir_reply, Some(Value::Nil), "typed error reply must be nil (c0)");
         assert_eq!(
             p.unknown_method,
@@ -644,15 +696,42 @@ async fn failed_run_reports_the_error_in_the_response_header() {
     .await;
 }
 
+#[tokio::test]
+async fn plugin_exits_cleanly_when_packer_hangs_up() {
+    bounded(async {
+        let mut plugin = start_plugin(&["start", "builder", DEFAULT_NAME]).await;
+        plugin
+            .main
+            .call("Builder.Prepare", hcl2_prepare_args("hello"))
+            .await
+            .unwrap();
+        plugin.broker.session().close();
+        let status = tokio::time::timeout(Duration::from_secs(5), plugin.child.wait())
+            .await
+            .expect("plugin still running after the connection closed")
+            .unwrap();
+        assert!(status.success(), "{status}");
+    })
+    .await;
+}
+
 #[test]
 fn describe_is_json_and_fast() {
-    let started = Instant::now();
-    let out = std::process::Command::new(plugin_binary())
-        .arg("describe")
-        .env_remove(MAGIC_COOKIE_KEY)
-        .output()
-        .unwrap();
-    let elapsed = started.elapsed();
+    // Packer ≥1.11 runs `describe` for every installed plugin on every
+    // invocation. Best of three, so a busy CI machine does not flake.
+    let mut fastest = Duration::MAX;
+    let mut out = None;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let o = std::process::Command::new(plugin_binary())
+            .arg("describe")
+            .env_remove(MAGIC_COOKIE_KEY)
+            .output()
+            .unwrap();
+        fastest = fastest.min(started.elapsed());
+        out = Some(o);
+    }
+    let out = out.unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["builders"], serde_json::json!([DEFAULT_NAME]));
@@ -661,8 +740,8 @@ fn describe_is_json_and_fast() {
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
     assert!(out.stdout.ends_with(b"}\n"));
     assert!(
-        elapsed < Duration::from_millis(50),
-        "describe took {elapsed:?}"
+        fastest < Duration::from_millis(50),
+        "describe took {fastest:?}"
     );
 }
 
@@ -683,7 +762,7 @@ fn plugin_survives_sigint_while_serving() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(bounded(async {
         let plugin = start_plugin(&["start", "builder", DEFAULT_NAME]).await;
-        let pid = plugin._child.id().unwrap();
+        let pid = plugin.child.id().unwrap();
         let status = std::process::Command::new("kill")
             .args(["-INT", &pid.to_string()])
             .status()

@@ -322,4 +322,29 @@ mod tests {
         );
         fake_acceptor.await.unwrap();
     }
+
+    #[tokio::test]
+    async fn accepted_side_streams_many_windows_to_dialer() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let plugin = Broker::new(Session::new(a, Role::Server));
+        let packer = Broker::new(Session::new(b, Role::Client));
+        let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+        let id = packer.next_id();
+        let p = packer.clone();
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            let mut s = p.accept(id, Duration::from_secs(5)).await.unwrap();
+            s.write_all(&sent).await.unwrap();
+            s.shutdown().await.unwrap();
+            s
+        });
+        let mut s = plugin.dial(id).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got))
+            .await
+            .unwrap_or_else(|_| panic!("stuck after {} bytes", got.len()))
+            .unwrap();
+        assert!(got == data);
+        drop(writer.await.unwrap());
+    }
 }

@@ -101,8 +101,23 @@ pub async fn listen_and_accept(style: HandshakeStyle) -> Result<UnixStream, Hand
     Ok(accepted.0)
 }
 
+/// Longest socket path that fits `sun_path` (108 bytes on Linux, 104 on
+/// macOS) with room for the terminating NUL.
+const MAX_SOCKET_PATH: usize = 103;
+
+/// The temp dir, unless a socket path in it would be too long for
+/// `sun_path`; then `/tmp`.
+fn socket_dir(temp_dir: PathBuf) -> PathBuf {
+    // "packer-plugin" + up to 10 digits + the separator.
+    if temp_dir.as_os_str().len() + 24 > MAX_SOCKET_PATH {
+        PathBuf::from("/tmp")
+    } else {
+        temp_dir
+    }
+}
+
 fn bind_fresh_socket() -> Result<(UnixListener, SocketFile), HandshakeError> {
-    let dir = std::env::temp_dir();
+    let dir = socket_dir(std::env::temp_dir());
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -136,6 +151,16 @@ mod tests {
         assert_eq!(
             HandshakeStyle::Current.line(p),
             "5|0|unix|/tmp/packer-plugin123"
+        );
+    }
+
+    #[test]
+    fn falls_back_to_tmp_when_temp_dir_is_too_long_for_sun_path() {
+        let long = PathBuf::from(format!("/{}", "d".repeat(90)));
+        assert_eq!(socket_dir(long), PathBuf::from("/tmp"));
+        assert_eq!(
+            socket_dir(PathBuf::from("/var/tmp")),
+            PathBuf::from("/var/tmp")
         );
     }
 

@@ -224,17 +224,10 @@ impl Session {
         *self.shared.closed.borrow()
     }
 
-    /// Sends a ping (SYN) with the given id; the peer must answer it.
-    pub fn ping(&self, id: u32) {
-        self.shared.send(
-            Header {
-                kind: TYPE_PING,
-                flags: FLAG_SYN,
-                stream_id: 0,
-                length: id,
-            },
-            &[],
-        );
+    /// Ends the session the way Go does: no GoAway, the socket's write
+    /// side is shut down after the queued frames, and every stream ends.
+    pub fn close(&self) {
+        self.shared.shut_down();
     }
 }
 
@@ -653,11 +646,13 @@ impl Drop for Stream {
     fn drop(&mut self) {
         let mut st = self.state.lock();
         st.dropped = true;
-        // Unread data will never be read: return its credit so the peer
-        // is not left waiting on a full window.
-        let unread = st.recv_buf.len() as u32 + st.consumed;
+        // Unread data will never be read: return its credit so a peer
+        // still sending is not left waiting on a full window. Credit for
+        // data already read stays unsent: the peer has at least half a
+        // window left, and a late update for a stream Go already removed
+        // only makes it log "frame for missing stream".
+        let unread = st.recv_buf.len() as u32;
         st.recv_buf.clear();
-        st.consumed = 0;
         if unread > 0 && !st.remote_closed && !st.reset && !st.session_dead {
             st.recv_window += unread;
             self.shared.send(
@@ -848,6 +843,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn drop_returns_credit_only_for_unread_data_then_fins() {
+        let (session, mut peer) = server_with_raw_peer();
+        for id in [1u32, 3] {
+            let syn = Header {
+                kind: TYPE_WINDOW_UPDATE,
+                flags: FLAG_SYN,
+                stream_id: id,
+                length: 0,
+            };
+            write_frame(&mut peer, syn, &[]).await;
+            let _ack = read_frame(&mut peer).await;
+            let data = Header {
+                kind: TYPE_DATA,
+                flags: 0,
+                stream_id: id,
+                length: 4,
+            };
+            write_frame(&mut peer, data, b"abcd").await;
+        }
+        let mut read_all = session.accept().await.unwrap();
+        let mut buf = [0u8; 4];
+        read_all.read_exact(&mut buf).await.unwrap();
+        drop(read_all);
+        let (fin, _) = read_frame(&mut peer).await;
+        assert_eq!(
+            fin,
+            Header {
+                kind: TYPE_WINDOW_UPDATE,
+                flags: FLAG_FIN,
+                stream_id: 1,
+                length: 0
+            }
+        );
+        let unread = session.accept().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        drop(unread);
+        let (credit, _) = read_frame(&mut peer).await;
+        assert_eq!(
+            credit,
+            Header {
+                kind: TYPE_WINDOW_UPDATE,
+                flags: 0,
+                stream_id: 3,
+                length: 4
+            }
+        );
+        let (fin, _) = read_frame(&mut peer).await;
+        assert_eq!(
+            fin,
+            Header {
+                kind: TYPE_WINDOW_UPDATE,
+                flags: FLAG_FIN,
+                stream_id: 3,
+                length: 0
+            }
+        );
+    }
+
+    #[tokio::test]
     async fn write_waits_for_window_update() {
         let (session, mut peer) = server_with_raw_peer();
         let mut s = session.open().unwrap();
@@ -1006,5 +1060,40 @@ mod tests {
         let mut buf = Vec::new();
         stream.read_to_end(&mut buf).await.unwrap();
         assert!(session.open().is_err());
+    }
+
+    #[tokio::test]
+    async fn bulk_transfer_across_many_windows_both_ways() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let server = Session::new(a, Role::Server);
+        let client = Session::new(b, Role::Client);
+        let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+        let mut c = client.open().unwrap();
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            c.write_all(&sent).await.unwrap();
+            c.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            c.read_to_end(&mut back).await.unwrap();
+            back
+        });
+        let mut s = server.accept().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        assert!(
+            got == data,
+            "client to server: {} of {} bytes",
+            got.len(),
+            data.len()
+        );
+        s.write_all(&data).await.unwrap();
+        s.shutdown().await.unwrap();
+        let back = writer.await.unwrap();
+        assert!(
+            back == data,
+            "server to client: {} of {} bytes",
+            back.len(),
+            data.len()
+        );
     }
 }

@@ -116,11 +116,19 @@ impl BuilderHandler {
     async fn run(&self, body: Value) -> Result<Value, CallError> {
         let id = msgpack::as_u32(&body)
             .ok_or_else(|| CallError::BadArgs("Builder.Run: stream id is not a uint32".into()))?;
-        // Packer waits only 5 s for this dial.
-        let stream = self.broker.dial(id).await?;
-        let client = Arc::new(rpc::Client::new(stream));
+        // Armed before anything else, so a Cancel arriving while we dial
+        // is not lost.
         let cancel = CancellationToken::new();
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(cancel.clone());
+        // Packer waits only 5 s for this dial.
+        let stream = match self.broker.dial(id).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                return Err(e.into());
+            }
+        };
+        let client = Arc::new(rpc::Client::new(stream));
         let ui = Arc::new(UiClient::new(client.clone()));
         let hook = Arc::new(HookClient::new(
             client.clone(),
