@@ -32,7 +32,7 @@ class BlockDeviceError(RuntimeError):
 
 def run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a host command, raising BlockDeviceError with its stderr on failure."""
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         raise BlockDeviceError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc

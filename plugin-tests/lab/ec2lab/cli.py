@@ -94,6 +94,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         imds_port=args.imds_port,
         imds_require_v2=args.imds_v2_only,
         imds_disabled=args.no_imds,
+        busy_detach=args.busy_detach,
         timings=timings,
     )
     cfg.state_path.mkdir(parents=True, exist_ok=True)
@@ -114,7 +115,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     while time.time() < deadline:
         if stale.exists():
             info = json.loads(stale.read_text())
-            print(json.dumps(info, indent=1) if args.json else f"lab {cfg.name} ready: EC2 http://127.0.0.1:{info['ec2_port']} IMDS http://127.0.0.1:{info['imds_port']} instance {info['instance_id']} ({cfg.device_style})")
+            print(
+                json.dumps(info, indent=1)
+                if args.json
+                else f"lab {cfg.name} ready: EC2 http://127.0.0.1:{info['ec2_port']} IMDS http://127.0.0.1:{info['imds_port']} instance {info['instance_id']} ({cfg.device_style})"
+            )
             return 0
         if proc.poll() is not None:
             log = (cfg.state_path / "daemon.out").read_text(errors="replace")[-3000:]
@@ -122,6 +127,30 @@ def cmd_start(args: argparse.Namespace) -> int:
         time.sleep(0.1)
     proc.kill()
     raise LabError(f"lab {cfg.name} not ready after {args.timeout}s")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a command inside a fresh lab; the lab is stopped whatever happens."""
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise LabError("run needs a command after --")
+    args.json = False
+    cmd_start(args)
+    try:
+        env = dict(os.environ)
+        for line in env_lines(lab_info(args.name)):
+            key, value = line.removeprefix("export ").split("=", 1)
+            env[key] = value
+        status = subprocess.run(command, env=env, check=False).returncode
+        leaks = find_leaks(args.name)
+        for leak in leaks:
+            print(f"leak: {leak}", file=sys.stderr)
+        if leaks and args.fail_on_leaks and status == 0:
+            status = 3
+    finally:
+        for line in stop_lab(args.name):
+            print(line, file=sys.stderr)
+    return status
 
 
 def stop_lab(name: str) -> list[str]:
@@ -297,17 +326,22 @@ def cmd_mount_ami(args: argparse.Namespace) -> int:
     info = lab_info(args.name)
     image = root_snapshot_file(info, args.ami)
     loop = blockdev.run(["losetup", "--find", "--show", "--read-only", str(image)]).stdout.strip()
+    device = loop
     try:
         blockdev.run(["partx", "-a", loop], check=False)
         parts = blockdev.loop_partitions(loop)
         number = args.partition if args.partition is not None else (min(parts) if parts else 0)
-        device = f"{loop}p{number}" if number else loop
-        if number and not Path(device).exists():
-            major, minor = parts[number]
-            os.mknod(device, 0o600 | 0o060000, os.makedev(major, minor))
+        if number:
+            if number not in parts:
+                raise LabError(f"{args.ami}: root snapshot has no partition {number} (has {sorted(parts)})")
+            device = f"{loop}p{number}"
+            if not Path(device).exists():  # no udev here: make the node ourselves
+                blockdev.make_node(Path(device), parts[number])
         os.makedirs(args.dir, exist_ok=True)
         blockdev.run(["mount", "-o", "ro", device, args.dir])
-    except Exception:
+    except (LabError, blockdev.BlockDeviceError, OSError):
+        if device != loop:
+            blockdev.remove_path(Path(device))
         blockdev.losetup_detach(loop)
         raise
     print(f"{args.ami} root ({device}) mounted read-only on {args.dir}")
@@ -344,7 +378,19 @@ def cmd_fault(args: argparse.Namespace) -> int:
     """Inject faults, delays, device withholding; or reset/list them."""
     info = lab_info(args.name)
     if args.fault_cmd == "fail":
-        res = call(info, "POST", "faults", {"action": args.action, "code": args.code, "message": args.message, "status": args.status, "nth": args.nth, "times": args.times})
+        res = call(
+            info,
+            "POST",
+            "faults",
+            {
+                "action": args.action,
+                "code": args.code,
+                "message": args.message,
+                "status": args.status,
+                "nth": args.nth,
+                "times": args.times,
+            },
+        )
     elif args.fault_cmd == "delay":
         res = call(info, "POST", "delays", {"action": args.action, "seconds": args.seconds})
     elif args.fault_cmd == "devices":
@@ -358,7 +404,17 @@ def cmd_fault(args: argparse.Namespace) -> int:
     elif args.fault_cmd == "timings":
         res = call(info, "POST", "timings", dict(kv.split("=", 1) for kv in args.values))
     elif args.fault_cmd == "imds":
-        res = call(info, "POST", "imds", {"require_v2": args.mode == "v2-only" if args.mode in ("v2-only", "v1-ok") else None, "disabled": {"off": True, "on": False}.get(args.mode)})
+        res = call(
+            info,
+            "POST",
+            "imds",
+            {
+                "require_v2": args.mode == "v2-only" if args.mode in ("v2-only", "v1-ok") else None,
+                "disabled": {"off": True, "on": False}.get(args.mode),
+            },
+        )
+    elif args.fault_cmd == "busy-detach":
+        res = call(info, "POST", "busy-detach", {"mode": args.mode})
     elif args.fault_cmd == "reset":
         res = call(info, "POST", "reset", {})
     else:
@@ -447,28 +503,44 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=os.environ.get("LAB_NAME", "default"), help="lab name (default: $LAB_NAME or 'default')")
     sub = p.add_subparsers(dest="cmd", required=True)
 
+    def start_options(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--name", default=argparse.SUPPRESS)
+        s.add_argument("--device-style", choices=["xen", "nitro"], default="xen")
+        s.add_argument("--state-dir")
+        s.add_argument("--ec2-port", type=int, default=0, help="0 = a free port")
+        s.add_argument("--imds-port", type=int, default=0, help="0 = a free port")
+        s.add_argument("--region", default="us-east-1")
+        for flag in TIMING_FLAGS.values():
+            s.add_argument(flag, type=float, metavar="SECONDS")
+        s.add_argument(
+            "--busy-detach", choices=["error", "hang"], default="error", help="DetachVolume of a mounted device: fail, or stay busy as EC2"
+        )
+        s.add_argument("--withhold-devices", action="store_true", help="attachments never show a device node")
+        s.add_argument("--imds-v2-only", action="store_true", help="IMDSv1 requests get 401")
+        s.add_argument("--no-imds", action="store_true", help="IMDS port closed")
+        s.add_argument("--timeout", type=float, default=60)
+        s.add_argument("--json", action="store_true", help="print the state JSON")
+
     s = sub.add_parser("start", help="start a lab daemon")
-    s.add_argument("--name", default=argparse.SUPPRESS)
-    s.add_argument("--device-style", choices=["xen", "nitro"], default="xen")
-    s.add_argument("--state-dir")
-    s.add_argument("--ec2-port", type=int, default=0, help="0 = a free port")
-    s.add_argument("--imds-port", type=int, default=0, help="0 = a free port")
-    s.add_argument("--region", default="us-east-1")
-    for flag in TIMING_FLAGS.values():
-        s.add_argument(flag, type=float, metavar="SECONDS")
-    s.add_argument("--withhold-devices", action="store_true", help="attachments never show a device node")
-    s.add_argument("--imds-v2-only", action="store_true", help="IMDSv1 requests get 401")
-    s.add_argument("--no-imds", action="store_true", help="IMDS port closed")
-    s.add_argument("--timeout", type=float, default=60)
-    s.add_argument("--json", action="store_true", help="print the state JSON")
+    start_options(s)
     s.set_defaults(func=cmd_start)
+
+    s = sub.add_parser("run", help="start a lab, run COMMAND with its env, report leaks, stop the lab")
+    start_options(s)
+    s.add_argument("--fail-on-leaks", action="store_true", help="exit 3 if the command left leaks (and it succeeded)")
+    s.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("stop", help="stop a lab, remove all it created (idempotent)")
     s.add_argument("--name", default=argparse.SUPPRESS)
     s.add_argument("--all", action="store_true")
     s.set_defaults(func=cmd_stop)
 
-    for name, fn, hlp in (("env", cmd_env, "print export lines"), ("info", cmd_info, "print the lab state JSON"), ("calls", cmd_calls, "print received API calls")):
+    for name, fn, hlp in (
+        ("env", cmd_env, "print export lines"),
+        ("info", cmd_info, "print the lab state JSON"),
+        ("calls", cmd_calls, "print received API calls"),
+    ):
         s = sub.add_parser(name, help=hlp)
         s.add_argument("--name", default=argparse.SUPPRESS)
         s.set_defaults(func=fn)
@@ -517,6 +589,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("values", nargs="+")
     f = fsub.add_parser("imds", help="IMDS: v2-only | v1-ok | off | on")
     f.add_argument("mode", choices=["v2-only", "v1-ok", "off", "on"])
+    f = fsub.add_parser("busy-detach", help="DetachVolume of a mounted device: error | hang (EC2's busy)")
+    f.add_argument("mode", choices=["error", "hang"])
     fsub.add_parser("reset", help="clear faults, delays, call log, withholding")
     fsub.add_parser("list", help="show faults and delays")
     s.set_defaults(func=cmd_fault)
@@ -533,6 +607,6 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except LabError as exc:
+    except (LabError, blockdev.BlockDeviceError) as exc:
         print(f"labctl: {exc}", file=sys.stderr)
         return 1

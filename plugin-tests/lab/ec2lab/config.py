@@ -57,6 +57,8 @@ class LabConfig:
     imds_require_v2: bool = False
     #: Answer nothing on IMDS (connection closed), as off-EC2.
     imds_disabled: bool = False
+    #: DetachVolume of a mounted device: "error" (IncorrectState) or "hang" (EC2's `busy`).
+    busy_detach: str = "error"
     instance_type: str = "t3.micro"
     architecture: str = "x86_64"
     timings: Timings = field(default_factory=Timings)
@@ -66,6 +68,8 @@ class LabConfig:
             self.state_dir = f"/tmp/ec2lab-{self.name}"
         if self.device_style not in ("xen", "nitro"):
             raise ValueError(f"device style must be xen or nitro, not {self.device_style!r}")
+        if self.busy_detach not in ("error", "hang"):
+            raise ValueError(f"busy detach must be error or hang, not {self.busy_detach!r}")
 
     @property
     def state_path(self) -> Path:
@@ -77,7 +81,7 @@ class LabConfig:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "LabConfig":
+    def from_json(cls, text: str) -> LabConfig:
         """Inverse of to_json."""
         data = json.loads(text)
         timings = Timings(**data.pop("timings", {}))

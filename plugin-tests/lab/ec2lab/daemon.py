@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 # moto reads these at import/backend creation time: keep the lab free of
@@ -22,11 +21,12 @@ os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "lab")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "lab")
 
-from . import emulation, runtime  # noqa: E402
-from .config import LAB_ACCESS_KEY, LAB_SECRET_KEY, REGISTRY_DIR, LabConfig  # noqa: E402
-from .server import Lab  # noqa: E402
+from . import emulation, runtime
+from .config import LAB_ACCESS_KEY, LAB_SECRET_KEY, REGISTRY_DIR, LabConfig
+from .server import Lab
 
 AMAZON_OWNER = "137112412989"
+log = logging.getLogger("ec2lab")
 
 
 def create_host(lab: Lab) -> None:
@@ -53,7 +53,15 @@ def create_host(lab: Lab) -> None:
             lab_mappings=[
                 {
                     "DeviceName": "/dev/xvda",
-                    "Ebs": {"SnapshotId": snap.id, "VolumeSize": 8, "VolumeType": "gp3", "DeleteOnTermination": True, "Encrypted": False, "Iops": 3000, "Throughput": 125},
+                    "Ebs": {
+                        "SnapshotId": snap.id,
+                        "VolumeSize": 8,
+                        "VolumeType": "gp3",
+                        "DeleteOnTermination": True,
+                        "Encrypted": False,
+                        "Iops": 3000,
+                        "Throughput": 125,
+                    },
                 }
             ],
             ena_support=True,
@@ -116,7 +124,7 @@ def main(argv: list[str]) -> int:
     try:
         create_host(lab)
     except Exception:
-        logging.exception("host instance setup failed")
+        log.exception("host instance setup failed")
         lab.stop()
         return 1
     rt.start_poller()
@@ -126,14 +134,14 @@ def main(argv: list[str]) -> int:
     (cfg.state_path / "lab.json").write_text(text)
     REGISTRY_DIR.mkdir(parents=True, exist_ok=True)
     (REGISTRY_DIR / f"{cfg.name}.json").write_text(text)
-    logging.info("lab %s ready: %s", cfg.name, text)
+    log.info("lab %s ready: %s", cfg.name, text)
     lab.done.wait()
     # Let the /_lab/shutdown response reach labctl before the process exits.
     time.sleep(0.3)
     logging.shutdown()
     # Skip interpreter teardown: werkzeug request threads may still linger.
     os._exit(0)
-    logging.info("lab %s stopped", cfg.name)
+    log.info("lab %s stopped", cfg.name)
     return 0
 
 

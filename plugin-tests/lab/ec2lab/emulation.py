@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,6 +23,7 @@ from moto.ec2.models.elastic_block_store import Snapshot, Volume, VolumeAttachme
 from moto.ec2.responses.amis import AmisResponse
 from moto.ec2.responses.elastic_block_store import ElasticBlockStore
 from moto.ec2.utils import random_ami_id, random_snapshot_id
+from moto.kms.exceptions import NotFoundException as KmsNotFound
 from moto.packages.boto.ec2.blockdevicemapping import BlockDeviceType
 
 from . import blockdev, runtime
@@ -44,7 +45,7 @@ def _now() -> float:
 
 
 def _iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _bool(value: Any) -> bool | None:
@@ -76,6 +77,8 @@ def _volume_status(self: Volume) -> str:
 
 def _attachment_status_get(self: VolumeAttachment) -> str:
     status = self.__dict__.get("_lab_status", "attached")
+    if getattr(self, "lab_busy", False):
+        return "busy"
     if getattr(self, "lab_detach_at", None) is not None and status != "detached":
         return "detaching"
     if status == "attached" and _now() < getattr(self, "lab_attached_at", 0):
@@ -142,7 +145,7 @@ def import_snapshot(path: str, description: str, region: str | None = None) -> S
 class LabAmi(Ami):
     """An AMI registered through the lab: keeps exactly what was registered."""
 
-    def __init__(self, backend: Any, ami_id: str, **attrs: Any) -> None:  # noqa: D107 - fields below
+    def __init__(self, backend: Any, ami_id: str, **attrs: Any) -> None:
         self.ec2_backend = backend
         self.id = ami_id
         self.owner_id = backend.account_id
@@ -153,7 +156,7 @@ class LabAmi(Ami):
         self.usage_operation = "RunInstances"
         self.hypervisor = "xen"
         self.root_device_type = "ebs"
-        self.creation_date = datetime.now(timezone.utc)
+        self.creation_date = datetime.now(UTC)
         self.instance_id = None
         self.launch_permissions: list[dict[str, str]] = []
         self.lab_product_codes: set[str] = set()
@@ -213,8 +216,8 @@ class LabAmi(Ami):
         """DeprecationTime is set and has passed."""
         if not self.deprecation_time:
             return False
-        when = datetime.strptime(self.deprecation_time, "%Y-%m-%dT%H:%M:%S.000Z").replace(tzinfo=timezone.utc)
-        return when <= datetime.now(timezone.utc)
+        when = datetime.strptime(self.deprecation_time, "%Y-%m-%dT%H:%M:%S.000Z").replace(tzinfo=UTC)
+        return when <= datetime.now(UTC)
 
     def get_filter_value(self, filter_name: str, method_name: str | None = None) -> Any:
         ebs = [m for m in self.lab_mappings if "Ebs" in m]
@@ -442,7 +445,7 @@ def copy_image(self: AmisResponse) -> ActionResult:
         kms = kms_backends[LAB_ACCOUNT][self.region]
         try:
             key = kms.describe_key(kms_key_id) if kms_key_id else None
-        except Exception:
+        except (KmsNotFound, KeyError, AttributeError):  # moto raises AttributeError for unknown aliases
             raise _error("InvalidParameterValue", f"KMS key {kms_key_id} does not exist in {self.region}")
         kms_key_id = key.arn if key else dest._create_default_encryption_key()
     name = self._get_param("Name") or source.name
@@ -462,7 +465,7 @@ def copy_image(self: AmisResponse) -> ActionResult:
                 dest,
                 SimpleNamespace(id="vol-ffffffff", size=old.volume_size),
                 f"Copied for DestinationAmi {new_id} from SourceAmi {source_id} for SourceSnapshot {old.id}. "
-                f"Task created on {datetime.now(timezone.utc).isoformat()}.",
+                f"Task created on {datetime.now(UTC).isoformat()}.",
                 old.volume_size,
                 enc,
                 key,
@@ -517,12 +520,11 @@ def deregister_image(self: AmisResponse) -> ActionResult:
     self.error_on_dryrun()
     image_id = self._get_param("ImageId")
     ami = self.ec2_backend.amis.get(image_id)
-    if isinstance(ami, LabAmi):
-        if ami.deregistration_protection.startswith("enabled") or _now() < ami.lab_protection_until:
-            raise _error(
-                "OperationNotPermitted",
-                f"The image {image_id} has deregistration protection enabled; disable it first.",
-            )
+    if isinstance(ami, LabAmi) and (ami.deregistration_protection.startswith("enabled") or _now() < ami.lab_protection_until):
+        raise _error(
+            "OperationNotPermitted",
+            f"The image {image_id} has deregistration protection enabled; disable it first.",
+        )
     self.ec2_backend.deregister_image(image_id)
     return ActionResult({"Return": True})
 
@@ -541,9 +543,7 @@ def describe_images(self: AmisResponse) -> ActionResult:
     include_deprecated = _bool(self._get_param("IncludeDeprecated")) or bool(ami_ids)
     if not include_deprecated:
         account = self.ec2_backend.account_id
-        images = [
-            i for i in images if not (isinstance(i, LabAmi) and i.is_deprecated and i.owner_id != account)
-        ]
+        images = [i for i in images if not (isinstance(i, LabAmi) and i.is_deprecated and i.owner_id != account)]
     return ActionResult({"Images": images})
 
 
@@ -552,11 +552,11 @@ def enable_image_deprecation(self: AmisResponse) -> ActionResult:
     self.error_on_dryrun()
     ami = _get_lab_image(self.ec2_backend, self._get_param("ImageId"))
     raw = self._get_param("DeprecateAt")
-    when = raw if isinstance(raw, datetime) else datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    when = raw if isinstance(raw, datetime) else datetime.fromisoformat(str(raw))
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     when = (when + timedelta(seconds=30)).replace(second=0, microsecond=0)
-    if when > datetime.now(timezone.utc) + timedelta(days=3650):
+    if when > datetime.now(UTC) + timedelta(days=3650):
         raise _error("InvalidParameterValue", "DeprecateAt must be at most 10 years in the future")
     ami.deprecation_time = _iso(when)
     return ActionResult({"Return": True})
@@ -583,7 +583,7 @@ def disable_image_deregistration_protection(self: AmisResponse) -> ActionResult:
     self.error_on_dryrun()
     ami = _get_lab_image(self.ec2_backend, self._get_param("ImageId"))
     if ami.deregistration_protection == "enabled-with-cooldown":
-        until = datetime.now(timezone.utc) + timedelta(hours=24)
+        until = datetime.now(UTC) + timedelta(hours=24)
         ami.lab_protection_until = until.timestamp()
         ami.deregistration_protection = f"disabled-until-{_iso(until)}"
     else:
@@ -598,9 +598,9 @@ def _perm_list(value: Any) -> list[dict[str, str]]:
 def _validate_launch_permissions(perms: list[dict[str, str]]) -> None:
     for perm in perms:
         if "UserId" in perm and not re.fullmatch(r"\d{12}", perm["UserId"]):
-            raise _error("InvalidAMIAttributeItemValue", f"Invalid attribute item value \"{perm['UserId']}\" for userId item type.")
+            raise _error("InvalidAMIAttributeItemValue", f'Invalid attribute item value "{perm["UserId"]}" for userId item type.')
         if "Group" in perm and perm["Group"] != "all":
-            raise _error("InvalidAMIAttributeItemValue", f"Invalid attribute item value \"{perm['Group']}\" for UserGroup item type.")
+            raise _error("InvalidAMIAttributeItemValue", f'Invalid attribute item value "{perm["Group"]}" for UserGroup item type.')
         if "OrganizationArn" in perm and not perm["OrganizationArn"].startswith("arn:aws:organizations::"):
             raise _error("InvalidParameterValue", f"Invalid organization ARN {perm['OrganizationArn']}")
         if "OrganizationalUnitArn" in perm and not perm["OrganizationalUnitArn"].startswith("arn:aws:organizations::"):
@@ -734,7 +734,7 @@ def create_volume(self: ElasticBlockStore) -> ActionResult:
 
         try:
             kms_key_id = kms_backends[LAB_ACCOUNT][self.region].describe_key(kms_key_id).arn
-        except Exception:
+        except (KmsNotFound, KeyError, AttributeError):  # moto raises AttributeError for unknown aliases
             raise _error("InvalidKMSKey.NotFound", f"The KMS key {kms_key_id} does not exist")
     elif snap is not None and snap.encrypted:
         kms_key_id = snap.kms_key_id
@@ -813,9 +813,10 @@ def attach_volume(self: ElasticBlockStore) -> ActionResult:
 
 def detach_volume(self: ElasticBlockStore) -> ActionResult:
     """DetachVolume (InstanceId optional). While the device or one of its
-    partitions is mounted on the host it fails with IncorrectState and the
-    attachment stays `attached`: the lab's stand-in for AWS leaving the volume
-    `busy` until the guest lets go."""
+    partitions is mounted on the host: with busy_detach "error" (default) it
+    fails with IncorrectState and the attachment stays `attached`; with "hang"
+    it is accepted and the attachment stays `busy` until nothing is mounted,
+    as on EC2. Force=true unmounts first."""
     self.error_on_dryrun()
     rt = runtime.get()
     volume_id = self._get_param("VolumeId")
@@ -831,23 +832,26 @@ def detach_volume(self: ElasticBlockStore) -> ActionResult:
             "InvalidAttachment.NotFound",
             f"The volume '{volume_id}' is not attached to instance '{instance_id or att.instance.id}' as device '{device or att.device}'",
         )
-    if att.status == "detaching":
+    if att.status in ("detaching", "busy"):
         raise _error("IncorrectState", f"Volume '{volume_id}' is already detaching.")
     host = rt.attached.get(volume_id)
-    if host is not None:
-        busy = host.busy_mounts()
-        if busy and not force:
-            where = ", ".join(f"{m.source} on {m.mount_point}" for m in busy)
-            raise _error("IncorrectState", f"Volume '{volume_id}' is busy: still mounted on the instance ({where}).")
-        if busy:
-            for mount in busy:
-                blockdev.unmount_tree(mount.mount_point)
-        rt.detach_host_device(volume_id)
-    att.lab_detach_at = _now() + rt.config.timings.detach
-    if rt.config.timings.detach <= 0:
-        runtime._finish_detach(volume)
-    elif getattr(att, "lab_bdt", None) is not None:
-        att.lab_bdt.status = "detaching"
+    busy = host.busy_mounts() if host is not None else []
+    if busy and force:
+        for mount in busy:
+            blockdev.unmount_tree(mount.mount_point)
+    elif busy and rt.config.busy_detach == "hang":
+        # EC2's own behaviour: accepted, attachment `busy` until the guest lets go
+        # (Runtime.tick finishes the detach once nothing is mounted).
+        att.lab_busy = True
+        if getattr(att, "lab_bdt", None) is not None:
+            att.lab_bdt.status = "busy"
+        return ActionResult(
+            {"VolumeId": volume_id, "InstanceId": att.instance.id, "Device": att.device, "State": "busy", "AttachTime": att.attach_time}
+        )
+    elif busy:
+        where = ", ".join(f"{m.source} on {m.mount_point}" for m in busy)
+        raise _error("IncorrectState", f"Volume '{volume_id}' is busy: still mounted on the instance ({where}).")
+    begin_detach(volume)
     return ActionResult(
         {
             "VolumeId": volume_id,
@@ -857,6 +861,19 @@ def detach_volume(self: ElasticBlockStore) -> ActionResult:
             "AttachTime": att.attach_time,
         }
     )
+
+
+def begin_detach(volume: Any) -> None:
+    """Free the host device and start the `detaching` period of an attachment."""
+    rt = runtime.get()
+    att = volume.attachment
+    att.lab_busy = False
+    rt.detach_host_device(volume.id)
+    att.lab_detach_at = _now() + rt.config.timings.detach
+    if rt.config.timings.detach <= 0:
+        runtime.finish_detach(volume)
+    elif getattr(att, "lab_bdt", None) is not None:
+        att.lab_bdt.status = "detaching"
 
 
 def create_snapshot(self: ElasticBlockStore) -> ActionResult:
@@ -872,7 +889,13 @@ def create_snapshot(self: ElasticBlockStore) -> ActionResult:
         bool(volume.encrypted),
         volume.kms_key_id,
     )
-    rt.copy_file(rt.volume_file(volume.id), rt.snapshot_file(snap.id))
+    source = rt.volume_file(volume.id)
+    if source.exists():
+        rt.copy_file(source, rt.snapshot_file(snap.id))
+    else:
+        # Volumes moto made by itself (the host's root disk) have no file: their
+        # snapshot is an empty disk of the same size.
+        rt.sparse_file(rt.snapshot_file(snap.id), volume.size)
     snap.add_tags(self._parse_tag_specification().get("snapshot", {}))
     return ActionResult(snap)
 

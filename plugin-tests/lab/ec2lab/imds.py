@@ -6,7 +6,8 @@ import json
 import secrets
 import threading
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from . import runtime
 from .config import LAB_ACCOUNT
@@ -59,7 +60,7 @@ class Imds:
         children = set()
         for key in self._documents():
             if key.startswith(prefix):
-                head = key[len(prefix):].split("/", 1)
+                head = key[len(prefix) :].split("/", 1)
                 children.add(head[0] + ("/" if len(head) > 1 else ""))
         return "\n".join(sorted(children)) if children else None
 
@@ -103,7 +104,7 @@ class Imds:
             return reply("405 Method Not Allowed", "")
         if not path.startswith("/latest/"):
             return reply("404 Not Found", "")
-        key = path[len("/latest/"):]
+        key = path[len("/latest/") :]
         docs = self._documents()
         if key.rstrip("/") in docs:
             # Like EC2, a leaf answers with or without a trailing slash.

@@ -146,9 +146,16 @@ class Runtime:
                 att = volume.attachment
                 if att is None:
                     continue
+                if getattr(att, "lab_busy", False):
+                    host = self.attached.get(volume.id)
+                    if host is None or not host.busy_mounts():
+                        from .emulation import begin_detach
+
+                        begin_detach(volume)
+                    continue
                 detach_at = getattr(att, "lab_detach_at", None)
                 if detach_at is not None and now >= detach_at:
-                    _finish_detach(volume)
+                    finish_detach(volume)
                 elif getattr(att, "lab_bdt", None) is not None:
                     att.lab_bdt.status = att.status
 
@@ -188,7 +195,7 @@ class Runtime:
             shutil.rmtree(self.config.state_path / sub, ignore_errors=True)
 
 
-def _finish_detach(volume: Any) -> None:
+def finish_detach(volume: Any) -> None:
     """Complete a detach: drop the attachment from the volume and the instance."""
     att = volume.attachment
     try:

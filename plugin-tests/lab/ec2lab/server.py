@@ -10,8 +10,9 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qs
 
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -30,7 +31,9 @@ ERROR_CODE_RE = re.compile(rb"<Code>([^<]+)</Code>")
 
 def _json_reply(start_response: StartResponse, status: int, body: Any) -> list[bytes]:
     data = json.dumps(body, indent=1, default=str).encode()
-    start_response(f"{status} {'OK' if status < 400 else 'Error'}", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    start_response(
+        f"{status} {'OK' if status < 400 else 'Error'}", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
     return [data]
 
 
@@ -45,14 +48,16 @@ def _aws_error(start_response: StartResponse, service: str, fault: Fault) -> lis
     else:
         body = json.dumps({"__type": fault.code, "message": fault.message}).encode()
         ctype = "application/x-amz-json-1.1"
-    start_response(f"{fault.status} Injected", [("Content-Type", ctype), ("Content-Length", str(len(body))), ("x-amzn-RequestId", str(uuid.uuid4()))])
+    start_response(
+        f"{fault.status} Injected", [("Content-Type", ctype), ("Content-Length", str(len(body))), ("x-amzn-RequestId", str(uuid.uuid4()))]
+    )
     return [body]
 
 
 class LabApp:
     """WSGI app of the EC2 port."""
 
-    def __init__(self, moto_app: Any, imds: Imds, lab: "Lab") -> None:
+    def __init__(self, moto_app: Any, imds: Imds, lab: Lab) -> None:
         self.moto_app = moto_app
         self.imds = imds
         self.lab = lab
@@ -113,7 +118,7 @@ class LabApp:
     def control(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         rt = runtime.get()
         method = environ["REQUEST_METHOD"]
-        path = environ["PATH_INFO"][len("/_lab/"):].strip("/")
+        path = environ["PATH_INFO"][len("/_lab/") :].strip("/")
         length = int(environ.get("CONTENT_LENGTH") or 0)
         raw = environ["wsgi.input"].read(length) if length else b""
         try:
@@ -226,6 +231,11 @@ class Lab:
             with rt.lock:
                 rt.config.timings.update(data)
             return asdict(rt.config.timings)
+        if method == "POST" and path == "busy-detach":
+            if data.get("mode") not in ("error", "hang"):
+                raise ValueError("mode must be error or hang")
+            rt.config.busy_detach = data["mode"]
+            return {"mode": rt.config.busy_detach}
         if method == "POST" and path == "devices/show":
             return {"shown": rt.show_withheld()}
         if method == "POST" and path == "imds":
@@ -251,6 +261,7 @@ class Lab:
             "region": rt.config.region,
             "availability_zone": rt.availability_zone,
             "device_style": rt.config.device_style,
+            "busy_detach": rt.config.busy_detach,
             "state_dir": rt.config.state_dir,
             "ec2_port": rt.config.ec2_port,
             "imds_port": self.imds_port,
@@ -304,9 +315,7 @@ class Lab:
                         "State": vol.status,
                         "Size": vol.size,
                         "SnapshotId": vol.snapshot_id,
-                        "Attachments": [
-                            {"InstanceId": a.instance.id, "Device": a.device, "State": a.status} for a in vol.attachments
-                        ],
+                        "Attachments": [{"InstanceId": a.instance.id, "Device": a.device, "State": a.status} for a in vol.attachments],
                         "File": str(rt.volume_file(vol.id)),
                         "HostDevice": (
                             {"loop": host.loop, "disk": f"/dev/{host.disk}", "visible": host.visible, "partitions": sorted(host.partitions)}

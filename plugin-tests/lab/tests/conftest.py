@@ -6,12 +6,14 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -20,8 +22,8 @@ LAB_DIR = Path(__file__).resolve().parent.parent
 LABCTL = str(LAB_DIR / "labctl")
 sys.path.insert(0, str(LAB_DIR))
 
-from ec2lab import blockdev  # noqa: E402
-from ec2lab.config import LAB_ACCESS_KEY, LAB_SECRET_KEY, Timings  # noqa: E402
+from ec2lab import blockdev
+from ec2lab.config import LAB_ACCESS_KEY, LAB_SECRET_KEY, Timings
 
 _counter = itertools.count()
 DEFAULT_TIMINGS = {k: v for k, v in asdict(Timings()).items() if k != "device_withhold"}
@@ -30,7 +32,7 @@ DEFAULT_TIMINGS = {k: v for k, v in asdict(Timings()).items() if k != "device_wi
 def labctl(*args: str, name: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run labctl, returning the completed process."""
     cmd = [sys.executable, LABCTL] + (["--name", name] if name else []) + list(args)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -177,7 +179,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10, what: str = "con
 
 def sh(cmd: str) -> str:
     """Run a shell command on the host (must succeed)."""
-    proc = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+    proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, f"{cmd}: {proc.stderr}"
     return proc.stdout
 
@@ -188,7 +190,19 @@ def mounts_cleanup() -> Iterator[list[str]]:
     points: list[str] = []
     yield points
     for p in reversed(points):
-        subprocess.run(["umount", p], capture_output=True)
+        subprocess.run(["umount", p], capture_output=True, check=False)
+
+
+def released(path: str, lab: Lab) -> bool:
+    """True if a node of ours is gone after detach. Once our claim is released,
+    another lab (e.g. this suite running in a parallel worktree) may take the
+    same Xen name at once: a node now claimed by another lab also counts."""
+    if not os.path.lexists(path):
+        return True
+    match = re.match(r"(xvd[a-z]+)", os.path.basename(path))
+    claim = blockdev.CLAIMS_DIR / match.group(1) if match else None
+    owner = claim.read_text() if claim is not None and claim.exists() else None
+    return owner is not None and owner != lab.name
 
 
 def sparse_disk(path: Path, size_mib: int = 64) -> Path:

@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 from botocore.exceptions import ClientError
-
 from conftest import Lab, sparse_disk
 
 
@@ -80,7 +79,9 @@ def test_copy_image_same_region_unencrypted_and_default_key(lab: Lab, source_ami
     plain = ec2.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name=f"plain-{uuid.uuid4().hex[:6]}")["ImageId"]
     ebs = ec2.describe_images(ImageIds=[plain])["Images"][0]["BlockDeviceMappings"][0]["Ebs"]
     assert ebs["Encrypted"] is False and ebs["SnapshotId"] != snap
-    default = ec2.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name=f"enc-{uuid.uuid4().hex[:6]}", Encrypted=True)["ImageId"]
+    default = ec2.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name=f"enc-{uuid.uuid4().hex[:6]}", Encrypted=True)[
+        "ImageId"
+    ]
     ebs = ec2.describe_images(ImageIds=[default])["Images"][0]["BlockDeviceMappings"][0]["Ebs"]
     kms = lab.client("kms")
     assert ebs["Encrypted"] is True and ebs["KmsKeyId"] == kms.describe_key(KeyId="alias/aws/ebs")["KeyMetadata"]["Arn"]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
+from conftest import Lab, released, sh, wait_for
 
-from conftest import Lab, sh, wait_for
 from ec2lab import blockdev
 
 GIB = 1024**3
@@ -40,8 +40,16 @@ def new_volume(lab: Lab, **params) -> str:
 
 def attach(lab: Lab, vol: str, device: str | None = None) -> str:
     ec2 = lab.client()
-    device = device or free_device()
-    assert ec2.attach_volume(VolumeId=vol, InstanceId=lab.instance_id, Device=device)["State"] == "attaching"
+    for _ in range(3):
+        chosen = device or free_device()
+        try:
+            assert ec2.attach_volume(VolumeId=vol, InstanceId=lab.instance_id, Device=chosen)["State"] == "attaching"
+            break
+        except ClientError as exc:
+            # A parallel run may claim the name between our check and the call; pick again.
+            if device or "already in use" not in str(exc):
+                raise
+    device = chosen
     ec2.get_waiter("volume_in_use").wait(
         VolumeIds=[vol], Filters=[{"Name": "attachment.status", "Values": ["attached"]}], WaiterConfig={"Delay": 0.2, "MaxAttempts": 50}
     )
@@ -57,7 +65,7 @@ def detach(lab: Lab, vol: str) -> None:
 def node_paths(lab: Lab, vol: str, requested: str) -> tuple[str, str]:
     """(disk, partition-1) paths a builder would use on this lab."""
     if lab.info["device_style"] == "xen":
-        disk = "/dev/xvd" + requested[len("/dev/sd"):] if requested.startswith("/dev/sd") else requested
+        disk = "/dev/xvd" + requested[len("/dev/sd") :] if requested.startswith("/dev/sd") else requested
         return disk, disk + "1"
     link = f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{vol.replace('-', '')}"
     return link, link + "-part1"
@@ -78,6 +86,16 @@ def write_mbr(disk: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def describe_path(path: str) -> str:
+    """What is at `path` (for failure messages)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "nothing"
+    kind = "block" if stat.S_ISBLK(st.st_mode) else "link" if stat.S_ISLNK(st.st_mode) else "file"
+    return f"{kind} {os.major(st.st_rdev)}:{os.minor(st.st_rdev)} mtime {st.st_mtime} claims {os.listdir(blockdev.CLAIMS_DIR)}"
 
 
 def is_block(path: str) -> bool:
@@ -136,15 +154,17 @@ def test_attach_partition_mount_busy_detach_and_cleanup(any_lab: Lab, mounts_cle
     assert error_code(exc) == "VolumeInUse"
     sh(f"umount {mnt}")
     loop = lab.control("GET", "resources")
-    loop_dev = [v for v in loop["volumes"] if v["VolumeId"] == vol][0]["HostDevice"]["loop"]
+    loop_dev = next(v for v in loop["volumes"] if v["VolumeId"] == vol)["HostDevice"]["loop"]
     # DetachVolume without InstanceId (what the builder sends).
     assert ec2.detach_volume(VolumeId=vol)["State"] == "detaching"
-    assert not os.path.exists(disk) and not os.path.exists(part)
+    assert released(disk, lab) and released(part, lab)
     ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
     assert ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["Attachments"] == []
     inst = ec2.describe_instances(InstanceIds=[lab.instance_id])["Reservations"][0]["Instances"][0]
     assert all(m["DeviceName"] != dev for m in inst["BlockDeviceMappings"])
-    assert loop_dev not in sh("losetup -a")
+    # (The loop device itself may already serve another lab: check its backing file.)
+    assert [f for _, f in blockdev.loops_backed_by(lab.state_dir) if vol in f] == []
+    assert loop_dev.startswith("/dev/loop")
     ec2.delete_volume(VolumeId=vol)
 
 
@@ -262,14 +282,16 @@ def test_device_node_delay_and_withhold(lab: Lab) -> None:
     assert lab.control("POST", "devices/show", {})["shown"] == [os.path.basename(node)]
     assert is_block(node)
     detach(lab, vol)
-    assert not os.path.exists(node)
+    assert released(node, lab), f"{node} left after detach: {describe_path(node)}"
     ec2.delete_volume(VolumeId=vol)
 
 
 def test_snapshot_attributes_and_tags(lab: Lab) -> None:
     ec2 = lab.client()
     vol = new_volume(lab)
-    snap = ec2.create_snapshot(VolumeId=vol, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "a", "Value": "1"}]}])["SnapshotId"]
+    snap = ec2.create_snapshot(VolumeId=vol, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "a", "Value": "1"}]}])[
+        "SnapshotId"
+    ]
     # The form the Go SDK sends for snapshot_users / snapshot_groups.
     ec2.modify_snapshot_attribute(SnapshotId=snap, CreateVolumePermission={"Add": [{"UserId": "210987654321"}, {"Group": "all"}]})
     ec2.modify_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission", OperationType="add", UserIds=["111122223333"])
@@ -283,3 +305,54 @@ def test_snapshot_attributes_and_tags(lab: Lab) -> None:
     assert tags == {"a": "1", "b": "2"}
     assert {"Key": "b", "Value": "2"} in ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["Tags"]
     ec2.delete_volume(VolumeId=vol)
+
+
+def test_busy_detach_hang_mode_waits_for_unmount(lab: Lab, mounts_cleanup: list[str], tmp_path: Path) -> None:
+    ec2 = lab.client()
+    lab.control("POST", "busy-detach", {"mode": "hang"})
+    try:
+        vol = new_volume(lab)
+        dev = attach(lab, vol)
+        disk, _ = node_paths(lab, vol, dev)
+        sh(f"mkfs.ext4 -q {disk}")
+        mnt = tmp_path / "m"
+        mnt.mkdir()
+        sh(f"mount {disk} {mnt}")
+        mounts_cleanup.append(str(mnt))
+        assert ec2.detach_volume(VolumeId=vol)["State"] == "busy"
+        time.sleep(0.6)
+        desc = ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]
+        assert desc["State"] == "in-use" and desc["Attachments"][0]["State"] == "busy"
+        assert is_block(disk)
+        sh(f"umount {mnt}")
+        ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+        assert released(disk, lab)
+        ec2.delete_volume(VolumeId=vol)
+    finally:
+        lab.control("POST", "busy-detach", {"mode": "error"})
+
+
+def test_force_detach_unmounts(lab: Lab, tmp_path: Path, mounts_cleanup: list[str]) -> None:
+    ec2 = lab.client()
+    vol = new_volume(lab)
+    dev = attach(lab, vol)
+    disk, _ = node_paths(lab, vol, dev)
+    sh(f"mkfs.ext4 -q {disk}")
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    sh(f"mount {disk} {mnt}")
+    mounts_cleanup.append(str(mnt))
+    assert ec2.detach_volume(VolumeId=vol, Force=True)["State"] == "detaching"
+    assert str(mnt) not in [m.mount_point for m in blockdev.mounts()]
+    ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+    ec2.delete_volume(VolumeId=vol)
+
+
+def test_snapshot_of_the_host_root_volume_is_an_empty_disk(lab: Lab) -> None:
+    ec2 = lab.client()
+    snap = ec2.create_snapshot(VolumeId=lab.info["root_volume_id"])["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[snap], WaiterConfig={"Delay": 0.3, "MaxAttempts": 20})
+    f = lab.state_dir / "snapshots" / f"{snap}.img"
+    assert f.stat().st_size == 8 * GIB and f.stat().st_blocks == 0
+    ec2.delete_snapshot(SnapshotId=snap)
+    assert not f.exists()

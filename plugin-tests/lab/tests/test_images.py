@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 from botocore.exceptions import ClientError, WaiterError
-
 from conftest import Lab, sparse_disk
 
 
@@ -21,13 +20,13 @@ def snap(lab: Lab, tmp_path) -> str:
 
 
 def register(lab: Lab, snap: str, name: str | None = None, **extra) -> str:
-    params = dict(
-        Name=name or f"lab-test-{uuid.uuid4().hex[:12]}",
-        RootDeviceName="/dev/xvda",
-        Architecture="x86_64",
-        VirtualizationType="hvm",
-        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap, "DeleteOnTermination": True}}],
-    )
+    params = {
+        "Name": name or f"lab-test-{uuid.uuid4().hex[:12]}",
+        "RootDeviceName": "/dev/xvda",
+        "Architecture": "x86_64",
+        "VirtualizationType": "hvm",
+        "BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap, "DeleteOnTermination": True}}],
+    }
     params.update(extra)
     return lab.client().register_image(**params)["ImageId"]
 
@@ -66,8 +65,13 @@ def test_register_image_honours_every_field(lab: Lab, snap: str, tmp_path) -> No
     assert {"Key": "k", "Value": "v"} in img["Tags"]
     bdm = {m["DeviceName"]: m for m in img["BlockDeviceMappings"]}
     assert bdm["/dev/xvda"]["Ebs"] == {
-        "SnapshotId": snap, "VolumeSize": 4, "VolumeType": "gp3", "DeleteOnTermination": True,
-        "Encrypted": False, "Iops": 3000, "Throughput": 125,
+        "SnapshotId": snap,
+        "VolumeSize": 4,
+        "VolumeType": "gp3",
+        "DeleteOnTermination": True,
+        "Encrypted": False,
+        "Iops": 3000,
+        "Throughput": 125,
     }
     assert bdm["/dev/sdb"]["Ebs"]["VolumeSize"] == 1  # defaults to the snapshot size
     assert bdm["/dev/sdb"]["Ebs"]["Iops"] == 500 and bdm["/dev/sdb"]["Ebs"]["DeleteOnTermination"] is False
@@ -81,7 +85,8 @@ def test_register_image_honours_every_field(lab: Lab, snap: str, tmp_path) -> No
 def test_register_image_defaults_match_ec2(lab: Lab, snap: str) -> None:
     ec2 = lab.client()
     ami = ec2.register_image(
-        Name="defaults", RootDeviceName="/dev/sda1",
+        Name="defaults",
+        RootDeviceName="/dev/sda1",
         BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"SnapshotId": snap}}],
     )["ImageId"]
     img = ec2.describe_images(ImageIds=[ami])["Images"][0]
@@ -103,9 +108,18 @@ def test_register_paravirtual_keeps_kernel_and_ramdisk(lab: Lab, snap: str) -> N
 @pytest.mark.parametrize(
     "extra, code",
     [
-        ({"BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": "snap-0000000000000000f"}}]}, "InvalidSnapshot.NotFound"),
-        ({"BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": "SNAP", "Encrypted": False}}]}, "InvalidParameterCombination"),
-        ({"BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": "SNAP", "VolumeSize": 0}}]}, "InvalidBlockDeviceMapping"),
+        (
+            {"BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": "snap-0000000000000000f"}}]},
+            "InvalidSnapshot.NotFound",
+        ),
+        (
+            {"BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": "SNAP", "Encrypted": False}}]},
+            "InvalidParameterCombination",
+        ),
+        (
+            {"BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": "SNAP", "VolumeSize": 0}}]},
+            "InvalidBlockDeviceMapping",
+        ),
         ({"RootDeviceName": "/dev/sda1"}, "InvalidBlockDeviceMapping"),
         ({"TpmSupport": "v2.0", "BootMode": "legacy-bios"}, "InvalidParameterCombination"),
         ({"EnaSupport": True, "VirtualizationType": "paravirtual"}, "InvalidParameterCombination"),
@@ -163,7 +177,7 @@ def test_describe_images_filters_and_owners(lab: Lab, snap: str) -> None:
 def test_image_deprecation_enable_disable(lab: Lab, snap: str) -> None:
     ec2 = lab.client()
     ami = register(lab, snap)
-    when = dt.datetime(2031, 5, 6, 7, 8, 40, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2031, 5, 6, 7, 8, 40, tzinfo=dt.UTC)
     assert ec2.enable_image_deprecation(ImageId=ami, DeprecateAt=when)["Return"] is True
     img = ec2.describe_images(ImageIds=[ami])["Images"][0]
     assert img["DeprecationTime"] == "2031-05-06T07:09:00.000Z"  # rounded to the minute
@@ -250,3 +264,28 @@ def test_create_tags_on_image_and_snapshot(lab: Lab, snap: str) -> None:
     ec2.create_tags(Resources=[ami, snap], Tags=[{"Key": "Name", "Value": "built"}])
     assert {"Key": "Name", "Value": "built"} in ec2.describe_images(ImageIds=[ami])["Images"][0]["Tags"]
     assert {"Key": "Name", "Value": "built"} in ec2.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]["Tags"]
+
+
+def test_deprecated_images_of_others_are_hidden_unless_asked(lab: Lab) -> None:
+    ec2 = lab.client()
+    host = lab.info["host_image_id"]  # owned by "amazon", not by the caller
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    ec2.enable_image_deprecation(ImageId=host, DeprecateAt=past)
+    try:
+        assert ec2.describe_images(Owners=["amazon"])["Images"] == []
+        assert [i["ImageId"] for i in ec2.describe_images(Owners=["amazon"], IncludeDeprecated=True)["Images"]] == [host]
+        assert [i["ImageId"] for i in ec2.describe_images(ImageIds=[host])["Images"]] == [host]
+    finally:
+        ec2.disable_image_deprecation(ImageId=host)
+    assert [i["ImageId"] for i in ec2.describe_images(Owners=["amazon"])["Images"]] == [host]
+
+
+def test_modify_image_attribute_attribute_value_form(lab: Lab, snap: str) -> None:
+    ec2 = lab.client()
+    ami = register(lab, snap)
+    ec2.modify_image_attribute(ImageId=ami, Attribute="description", Value="via Attribute/Value")
+    assert ec2.describe_image_attribute(ImageId=ami, Attribute="description")["Description"]["Value"] == "via Attribute/Value"
+    ec2.modify_image_attribute(ImageId=ami, Attribute="launchPermission", OperationType="remove", UserIds=["111122223333"])
+    with pytest.raises(ClientError) as exc:
+        ec2.modify_image_attribute(ImageId=ami)
+    assert error_code(exc) == "MissingParameter"

@@ -11,7 +11,6 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.utils import InstanceMetadataRegionFetcher
-
 from conftest import Lab
 
 
@@ -83,9 +82,7 @@ def test_imds_unreachable_when_disabled(lab: Lab) -> None:
 
 
 def test_sdk_finds_region_through_metadata_endpoint(lab: Lab) -> None:
-    fetcher = InstanceMetadataRegionFetcher(
-        timeout=2, num_attempts=1, config={"ec2_metadata_service_endpoint": imds_url(lab) + "/"}
-    )
+    fetcher = InstanceMetadataRegionFetcher(timeout=2, num_attempts=1, config={"ec2_metadata_service_endpoint": imds_url(lab) + "/"})
     assert fetcher.retrieve_region() == lab.info["region"]
 
 
@@ -95,7 +92,6 @@ def test_imds_started_v2_only_and_without_imds(start_lab) -> None:
     off = start_lab("--no-imds")
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{imds_url(off)}/latest/meta-data/instance-id", timeout=2)
-
 
 
 def client_without_retries(lab: Lab, service: str = "ec2"):
@@ -113,7 +109,11 @@ def client_without_retries(lab: Lab, service: str = "ec2"):
 
 def test_nth_call_fails_with_given_code_and_status(lab: Lab) -> None:
     ec2 = client_without_retries(lab)
-    lab.control("POST", "faults", {"action": "DescribeRegions", "code": "RequestLimitExceeded", "message": "slow down", "status": 503, "nth": 2, "times": 2})
+    lab.control(
+        "POST",
+        "faults",
+        {"action": "DescribeRegions", "code": "RequestLimitExceeded", "message": "slow down", "status": 503, "nth": 2, "times": 2},
+    )
     ec2.describe_regions()
     for _ in range(2):
         with pytest.raises(ClientError) as exc:
@@ -123,7 +123,12 @@ def test_nth_call_fails_with_given_code_and_status(lab: Lab) -> None:
         assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
     ec2.describe_regions()
     calls = lab.calls("DescribeRegions")
-    assert [(c["status"], c["error"]) for c in calls] == [(200, ""), (503, "RequestLimitExceeded"), (503, "RequestLimitExceeded"), (200, "")]
+    assert [(c["status"], c["error"]) for c in calls] == [
+        (200, ""),
+        (503, "RequestLimitExceeded"),
+        (503, "RequestLimitExceeded"),
+        (200, ""),
+    ]
     faults = lab.control("GET", "faults")["faults"]
     assert faults[0]["fired"] == 2 and faults[0]["seen"] == 4
 

@@ -6,6 +6,7 @@ import os
 import signal
 import struct
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -13,8 +14,8 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from conftest import Lab, labctl, released, sh, wait_for
 
-from conftest import Lab, labctl, sh, wait_for
 from ec2lab import blockdev
 
 
@@ -51,7 +52,9 @@ def test_env_lines_configure_an_sdk_client(lab: Lab) -> None:
     out = subprocess.run(
         ["python3", "-c", "import boto3; print(boto3.client('ec2').describe_instances()['Reservations'][0]['Instances'][0]['InstanceId'])"],
         env={**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **env},
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == lab.instance_id
 
@@ -65,7 +68,10 @@ def test_import_snapshot_register_ls_and_mount_ami(lab: Lab, tmp_path: Path, par
     s = ec2.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]
     assert s["State"] == "completed" and s["Progress"] == "100%" and s["VolumeSize"] == 1 and s["OwnerId"] == lab.info["account_id"]
     ami = ec2.register_image(
-        Name=f"mount-me-{uuid.uuid4().hex[:6]}", RootDeviceName="/dev/xvda", VirtualizationType="hvm", Architecture="x86_64",
+        Name=f"mount-me-{uuid.uuid4().hex[:6]}",
+        RootDeviceName="/dev/xvda",
+        VirtualizationType="hvm",
+        Architecture="x86_64",
         BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap}}],
     )["ImageId"]
     assert ami in labctl("ls", "amis", name=lab.name).stdout
@@ -80,14 +86,17 @@ def test_import_snapshot_register_ls_and_mount_ami(lab: Lab, tmp_path: Path, par
     finally:
         labctl("umount", str(mnt), name=lab.name, check=False)
     assert str(mnt) not in [m.mount_point for m in blockdev.mounts()]
-    assert str(lab.state_dir) not in sh("losetup -a")
+    assert blockdev.loops_backed_by(lab.state_dir) == []
 
 
 def test_fault_cli_and_calls(lab: Lab) -> None:
     labctl("fault", "fail", "DescribeSnapshots", "--code", "Throttling", "--status", "400", name=lab.name)
     ec2 = boto3.client(
-        "ec2", region_name=lab.info["region"], endpoint_url=lab.endpoint,
-        aws_access_key_id="AKIALABLABLABLAB0000", aws_secret_access_key="x",
+        "ec2",
+        region_name=lab.info["region"],
+        endpoint_url=lab.endpoint,
+        aws_access_key_id="AKIALABLABLABLAB0000",
+        aws_secret_access_key="x",
         config=__import__("botocore.config").config.Config(retries={"total_max_attempts": 1}),
     )
     with pytest.raises(ClientError) as exc:
@@ -138,7 +147,7 @@ def test_leak_report_lists_a_deliberate_leak_then_clean(start_lab) -> None:
         assert "loop device /dev/loop" in out and f"mount {node} on {mnt}" in out
         assert f"device claim {node}" in out and f"device node {node}" in out
     finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+        subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
     ec2 = lab.client()
     ec2.detach_volume(VolumeId=vol)
     ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
@@ -159,7 +168,7 @@ def test_stop_cleans_up_attached_and_mounted_volumes(start_lab, tmp_path: Path) 
     assert f"unmounted {mnt}" in out
     assert str(mnt) not in sh("cat /proc/mounts")
     assert not link.exists() and not os.path.exists(os.path.realpath(link))
-    assert str(lab.state_dir) not in sh("losetup -a")
+    assert blockdev.loops_backed_by(lab.state_dir) == []
 
 
 def test_stop_after_daemon_crash_sweeps_devices(start_lab) -> None:
@@ -172,9 +181,10 @@ def test_stop_after_daemon_crash_sweeps_devices(start_lab) -> None:
     time.sleep(0.3)
     out = labctl("stop", name=lab.name).stdout
     assert "detached /dev/loop" in out
-    assert not os.path.exists(node)
-    assert not (blockdev.CLAIMS_DIR / os.path.basename(node)).exists()
-    assert str(lab.state_dir) not in sh("losetup -a")
+    assert released(node, lab)
+    claim = blockdev.CLAIMS_DIR / os.path.basename(node)
+    assert not claim.exists() or claim.read_text() != lab.name
+    assert blockdev.loops_backed_by(lab.state_dir) == []
 
 
 def test_two_labs_run_side_by_side_and_share_dev_safely(start_lab) -> None:
@@ -200,3 +210,33 @@ def test_two_labs_run_side_by_side_and_share_dev_safely(start_lab) -> None:
 def test_start_refuses_a_running_name(lab: Lab) -> None:
     again = labctl("start", "--name", lab.name, check=False)
     assert again.returncode == 1 and "already runs" in again.stderr
+
+
+def test_run_gives_the_command_a_lab_and_fails_on_leaks(tmp_path: Path) -> None:
+    name = f"run{os.getpid()}"
+    leaky = "import boto3, os; boto3.client('ec2').create_volume(AvailabilityZone=os.environ['LAB_AVAILABILITY_ZONE'], Size=1)"
+    proc = labctl(
+        "run", "--name", name, "--state-dir", str(tmp_path / "s"), "--fail-on-leaks", "--", sys.executable, "-c", leaky, check=False
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "leak: volume vol-" in proc.stderr
+    clean = labctl("run", "--name", name, "--state-dir", str(tmp_path / "s"), "--fail-on-leaks", "--", "true", check=False)
+    assert clean.returncode == 0 or only_lock_lines(clean.stderr.replace("leak: ", "")), clean.stderr
+    assert labctl("run", "--name", name, "--", "false", check=False).returncode == 1
+    assert not (blockdev.CLAIMS_DIR.parent / "labs" / f"{name}.json").exists()
+
+
+def test_start_on_given_ports(start_lab) -> None:
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    lab = start_lab("--ec2-port", str(ports[0]), "--imds-port", str(ports[1]))
+    assert (lab.info["ec2_port"], lab.info["imds_port"]) == tuple(ports)
+    assert lab.client().describe_instances()["Reservations"][0]["Instances"][0]["InstanceId"] == lab.instance_id
+    env = env_of(lab)
+    assert env["AWS_ENDPOINT_URL_EC2"] == f"http://127.0.0.1:{ports[0]}"
+    assert env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] == f"http://127.0.0.1:{ports[1]}/"
