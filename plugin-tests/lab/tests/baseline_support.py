@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +136,12 @@ class Lab:
         if proc.returncode != 0:
             raise LabError(f"register-source-ami failed:\n{proc.stderr}")
         return proc.stdout.strip().splitlines()[-1]
+
+    def calls(self) -> list[dict]:
+        """The lab's log of received EC2 and IMDS requests (control endpoint)."""
+        control = self.env.get("LAB_EC2_ENDPOINT", self.ec2_endpoint)
+        with urllib.request.urlopen(f"{control}/_lab/calls", timeout=30) as resp:
+            return json.load(resp)
 
     @contextlib.contextmanager
     def mounted_ami(self, ami_id: str, mountpoint: Path):
@@ -337,3 +344,23 @@ def mounts_matching(pattern: str) -> list[str]:
     """Lines of /proc/self/mounts matching the regex pattern."""
     with open("/proc/self/mounts") as f:
         return [line.strip() for line in f if re.search(pattern, line)]
+
+
+def action_sequence(calls: list[dict]) -> list[str]:
+    """The actions of a call log with consecutive repeats (waiter polls) folded."""
+    seq: list[str] = []
+    for call in calls:
+        if not seq or seq[-1] != call["action"]:
+            seq.append(call["action"])
+    return seq
+
+
+def loops_backed_below(directory: Path) -> list[str]:
+    """Loop devices whose backing file lies below directory (e.g. a lab's state dir)."""
+    proc = subprocess.run(["losetup", "--list", "--json", "-O", "NAME,BACK-FILE"], check=False,
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return []
+    prefix = str(directory.resolve()).rstrip("/") + "/"
+    return [d["name"] for d in json.loads(proc.stdout).get("loopdevices", [])
+            if (d.get("back-file") or "").startswith(prefix)]

@@ -3,26 +3,50 @@ builtin builder) runs full builds in the lab, and the AMIs it makes hold what
 its provisioners wrote.
 
 This proves the lab is faithful to a real client written by someone else, and
-records upstream's behaviour (notably: its copy_files cleanup deletes the
-image's /etc/resolv.conf symlink) for side-by-side comparison with ours.
+records upstream's behaviour for side-by-side comparison with ours: its EC2 and
+IMDS call sequence (UPSTREAM_CALL_SEQUENCE), the AMI it registers, and what it
+leaves in the image -- notably its copy_files cleanup deletes the image's
+/etc/resolv.conf symlink (hashicorp/packer#4698), asserted here as upstream's
+behaviour, which our builder fixes.
 
-Two ways around upstream's device discovery (it reads /sys/block, which on
-these VMs lists only vda/loop*/zram*, and fails "device prefix could not be
-detected"):
-  * the JSON build runs Packer in a private mount namespace whose /sys/block
-    shows a fake `xvda`, so upstream's own discovery picks /dev/xvdf.. and its
-    default mount_path /mnt/packer-amazon-chroot-volumes/<dev> is used;
-  * the HCL2 build runs in the host namespace with an explicit device_path
-    (the first free /dev/xvdX, checked like Packer does) and a mount_path in
-    the test's own directory, so the lab sees every mount Packer makes.
+How upstream is run in the lab (facts found on these VMs):
+  * Device discovery: upstream reads /sys/block, which lists only
+    vda/loop*/zram* here, and fails "device prefix could not be detected".
+    Two ways round it are used:
+      - the JSON builds run Packer in a private mount namespace whose
+        /sys/block is a tmpfs with a fake `xvda` entry, so upstream's own
+        discovery picks /dev/xvdf.. and its default mount_path
+        /mnt/packer-amazon-chroot-volumes/<dev> is used (those mounts exist
+        only in that namespace and die with it);
+      - the HCL2 and failure builds run in the host namespace with an explicit
+        device_path (a free /dev/xvdX) and a mount_path in the test's own
+        directory, so the lab sees every mount Packer makes.
+    The Nitro build needs device_path plus nvme_device_path, upstream's only
+    Nitro option, with the NVMe name guessed before attaching.
+  * IMDS: with custom_endpoint_ec2 set, Packer's Go SDK sends its
+    instance-metadata requests to the EC2 endpoint; the lab serves them there.
+  * Credentials: the lab's static keys from `labctl env` (AWS_ACCESS_KEY_ID /
+    AWS_SECRET_ACCESS_KEY, Packer logs "EnvProvider"). skip_region_validation
+    is NOT needed: the lab answers DescribeRegions.
+  * Speed: AWS_POLL_DELAY_SECONDS=1 (an upstream knob) instead of 15 s waiter
+    sleeps; a build takes about 5 s.
+  * Packer takes /var/lock/packer-chroot/lock (shared by all builds on the
+    machine); CHECKPOINT_DISABLE=1 and a private HOME keep it off the network
+    and away from user plugins (the log must show the builtin plugin).
+  * Every run is bounded (PACKER_TIMEOUT), interrupted with SIGINT to its
+    process group on timeout, SIGKILLed after a grace period; leftover mounts
+    below the test's directory are unmounted, and the lab (stopped by the
+    fixture finalizer) removes its loop devices and nodes.
 
-Needs root, /usr/bin/packer (Debian packer 1.6.6) and busybox-static.
+Needs root, /usr/bin/packer (Debian packer 1.6.6), busybox-static, and the lab's
+Python requirements.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import time
 import uuid
@@ -35,8 +59,10 @@ from baseline_support import (
     PACKER_DEFAULT_MOUNT_ROOT,
     Lab,
     PackerResult,
+    action_sequence,
     free_xen_device,
     hcl_string,
+    loops_backed_below,
     mounts_matching,
     next_nvme_disk,
     run_packer,
@@ -47,6 +73,55 @@ from baseline_support import (
 
 SOURCE_FILTER_NAME = "lab-source-busybox-partitioned-*"
 WHOLE_FILTER_NAME = "lab-source-busybox-whole-*"
+
+
+#: What upstream asks of EC2 and IMDS in a successful build, in order (waiter
+#: polls folded). IMDS requests arrive on the EC2 port because the Go SDK sends
+#: them to custom_endpoint_ec2. The baseline for side-by-side comparisons.
+UPSTREAM_CALL_SEQUENCE = [
+    "DescribeRegions",  # StepPreValidate (region validation)
+    "DescribeImages",  # StepPreValidate: is ami_name taken?
+    "PUT /latest/api/token",  # StepInstanceInfo: IMDSv2 token ...
+    "GET /latest/dynamic/instance-identity/document",  # ... and identity document
+    "DescribeInstances",
+    "DescribeImages",  # StepSourceAMIInfo (source_ami_filter)
+    "CreateVolume",
+    "DescribeVolumes",  # wait available
+    "AttachVolume",
+    "DescribeVolumes",  # wait attached
+    "DetachVolume",  # StepEarlyCleanup
+    "DescribeVolumes",  # wait detached
+    "CreateSnapshot",
+    "DescribeSnapshots",  # wait completed
+    "RegisterImage",
+    "DescribeImages",  # wait available
+    "DeleteVolume",  # StepCreateVolume cleanup
+]
+
+
+def check_call_trace(calls: list[dict], source_ami: str, lab: Lab, device: str) -> None:
+    """Upstream's API conversation with the lab, as recorded by the lab.
+
+    `calls` may hold a first attempt that collided with another lab's device
+    (see run_packer_once_more_on_device_collision): the checked build is the
+    one from the last DescribeRegions, upstream's first call."""
+    starts = [i for i, c in enumerate(calls) if c["action"] == "DescribeRegions"]
+    assert starts, calls
+    calls = calls[starts[-1]:]
+    assert action_sequence(calls) == UPSTREAM_CALL_SEQUENCE, action_sequence(calls)
+    assert all(c["error"] == "" for c in calls), [c for c in calls if c["error"]]
+    by_action = {c["action"]: c["params"] for c in calls}
+    source = lab.ec2().describe_images(ImageIds=[source_ami])["Images"][0]
+    create = by_action["CreateVolume"]
+    assert create["SnapshotId"] == [source["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]]
+    assert create["Size"] == ["1"]
+    assert create["AvailabilityZone"] == [lab.env.get("LAB_AVAILABILITY_ZONE", lab.region + "a")]
+    # Upstream asks for /dev/sdX and uses /dev/xvdX locally.
+    assert by_action["AttachVolume"]["Device"] == [device.replace("/dev/xvd", "/dev/sd")]
+    register = by_action["RegisterImage"]
+    assert register["RootDeviceName"] == ["/dev/xvda"]
+    assert register["EnaSupport"] == ["true"]
+    assert register["VirtualizationType"] == ["hvm"]
 
 
 def shell_inline(token: str) -> list[str]:
@@ -91,6 +166,7 @@ def running_lab(name: str, state_dir: Path, device_style: str):
         finally:
             started.stop()
         assert clean, f"lab leak report after the baseline builds is not clean:\n{report}"
+        assert loops_backed_below(state_dir) == [], "loop devices left after labctl stop"
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +201,6 @@ def builder_common(lab: Lab, ami_name: str, filter_name: str) -> dict:
         "type": "amazon-chroot",
         "region": lab.region,
         "custom_endpoint_ec2": lab.ec2_endpoint,
-        "skip_region_validation": True,
         "source_ami_filter": {"filters": {"name": filter_name}, "owners": ["self"], "most_recent": True},
         "ami_name": ami_name,
         "ena_support": True,
@@ -206,12 +281,16 @@ def test_json_template_with_upstream_device_discovery(lab: Lab, source_ami: str,
         {"type": "file", "source": "payload.txt", "destination": "/root/payload.txt"},
     ])
 
+    calls_before = len(lab.calls())
     result = run_packer_once_more_on_device_collision(workdir / "baseline.json", workdir, lab.process_env(), True)
 
     ami_id = assert_build_succeeded(result)
     log = result.log_path.read_text(errors="replace")
     # Upstream's discovery chose a Xen name and its default mount root.
-    assert f"{PACKER_DEFAULT_MOUNT_ROOT}/xvd" in log, result.failure_report()
+    device = re.search(r"plugin: Device: (/dev/xvd[a-z])\n", log)
+    assert device, result.failure_report()
+    assert f"{PACKER_DEFAULT_MOUNT_ROOT}/{os.path.basename(device.group(1))}" in log, result.failure_report()
+    check_call_trace(lab.calls()[calls_before:], source_ami, lab, device.group(1))
     check_ami(lab, ami_id, ami_name, source_ami)
     clean, report = lab.leaks()
     assert clean, report
@@ -234,7 +313,6 @@ def test_hcl2_template_with_device_path(lab: Lab, source_ami: str, workdir: Path
 source "amazon-chroot" "baseline" {{
   region                 = {hcl_string(lab.region)}
   custom_endpoint_ec2    = {hcl_string(lab.ec2_endpoint)}
-  skip_region_validation = true
   ami_name               = {hcl_string(ami_name)}
   ena_support            = true
   device_path            = {hcl_string(device)}
@@ -269,9 +347,11 @@ build {{
 """
     (workdir / "baseline.pkr.hcl").write_text(template)
 
+    calls_before = len(lab.calls())
     result = run_packer(workdir / "baseline.pkr.hcl", workdir, lab.process_env(), fake_sys_block=False)
 
     ami_id = assert_build_succeeded(result)
+    check_call_trace(lab.calls()[calls_before:], source_ami, lab, device)
     log = result.log_path.read_text(errors="replace")
     assert f"{mount_root}/{os.path.basename(device)}" in log, result.failure_report()
     # Upstream unmounted everything it mounted, in the host namespace.
