@@ -24,10 +24,23 @@ fn packer_builds_with_our_plugin_in_the_ec2_lab() {
         String::from_utf8_lossy(&deps.stderr).trim()
     );
     let status = Command::new("python3")
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_plugin_e2e.py"])
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_plugin_e2e.py",
+        ])
         .current_dir(&lab)
-        .env("PLUGIN_BIN", env!("CARGO_BIN_EXE_packer-plugin-amazon-chroot"))
+        .env(
+            "PLUGIN_BIN",
+            env!("CARGO_BIN_EXE_packer-plugin-amazon-chroot"),
+        )
         .status()
         .expect("running pytest");
-    assert!(status.success(), "end-to-end builds failed (pytest output above)");
+    assert!(
+        status.success(),
+        "end-to-end builds failed (pytest output above)"
+    );
 }

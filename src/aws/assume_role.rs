@@ -127,3 +127,91 @@ impl ProvideCredentials for AssumeRole {
         provider::future::ProvideCredentials::new(self.assume())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_carries_every_assume_role_field_and_the_mfa_code() {
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::Config::builder()
+                .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+                .region(aws_sdk_sts::config::Region::new("us-east-1"))
+                .build(),
+        );
+        let role = AssumeRoleSettings {
+            role_arn: "arn:aws:iam::123456789012:role/build".into(),
+            duration_seconds: Some(1800),
+            external_id: Some("ext".into()),
+            policy: Some("{\"Version\":\"2012-10-17\"}".into()),
+            policy_arns: vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()],
+            session_name: Some("packer-session".into()),
+            tags: [("team".to_owned(), "images".to_owned())].into(),
+            transitive_tag_keys: vec!["team".into()],
+        };
+        let mfa = Mfa {
+            serial: "arn:aws:iam::123456789012:mfa/me".into(),
+            code: "654321".into(),
+        };
+        let request = AssumeRole::new(sts, role, Some(mfa)).request().unwrap();
+        let input = request.as_input();
+        assert_eq!(
+            input.get_role_arn().as_deref(),
+            Some("arn:aws:iam::123456789012:role/build")
+        );
+        assert_eq!(
+            input.get_role_session_name().as_deref(),
+            Some("packer-session")
+        );
+        assert_eq!(*input.get_duration_seconds(), Some(1800));
+        assert_eq!(input.get_external_id().as_deref(), Some("ext"));
+        assert_eq!(
+            input.get_policy().as_deref(),
+            Some("{\"Version\":\"2012-10-17\"}")
+        );
+        let arns: Vec<_> = input
+            .get_policy_arns()
+            .iter()
+            .flatten()
+            .filter_map(|p| p.arn())
+            .collect();
+        assert_eq!(arns, ["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
+        let tags: Vec<_> = input
+            .get_tags()
+            .iter()
+            .flatten()
+            .map(|t| (t.key(), t.value()))
+            .collect();
+        assert_eq!(tags, [("team", "images")]);
+        assert_eq!(
+            input.get_transitive_tag_keys().as_deref(),
+            Some(&["team".to_owned()][..])
+        );
+        assert_eq!(
+            input.get_serial_number().as_deref(),
+            Some("arn:aws:iam::123456789012:mfa/me")
+        );
+        assert_eq!(input.get_token_code().as_deref(), Some("654321"));
+    }
+
+    #[test]
+    fn session_name_defaults_to_packer_and_a_timestamp() {
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::Config::builder()
+                .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+                .region(aws_sdk_sts::config::Region::new("us-east-1"))
+                .build(),
+        );
+        let role = AssumeRoleSettings {
+            role_arn: "arn:aws:iam::123456789012:role/build".into(),
+            ..Default::default()
+        };
+        let request = AssumeRole::new(sts, role, None).request().unwrap();
+        let input = request.as_input();
+        let name = input.get_role_session_name().clone().unwrap();
+        assert!(name.starts_with("packer-") && name.len() > 7, "{name}");
+        assert_eq!(*input.get_duration_seconds(), None);
+        assert_eq!(input.get_serial_number(), &None);
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::Duration;
 
 use aws_config::environment::EnvironmentVariableRegionProvider;
 use aws_config::meta::credentials::CredentialsProviderChain;
@@ -9,7 +10,7 @@ use aws_config::meta::region::ProvideRegion;
 use aws_config::profile::{ProfileFileCredentialsProvider, ProfileFileRegionProvider};
 use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_runtime::env_config::file::{
@@ -18,12 +19,17 @@ use aws_runtime::env_config::file::{
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_types::os_shim_internal::{Env, Fs};
+use tokio_util::sync::CancellationToken;
 
 use super::assume_role::{AssumeRole, Mfa};
+use super::cached_credentials::CachedCredentials;
 use super::error::AwsError;
 use super::imds::Imds;
+use super::poller::{Limit, Pace, Poller, Probe};
 use super::settings::AwsSettings;
 
+/// Sent in the User-Agent, so account owners can tell our calls apart in CloudTrail.
+const APP_NAME: &str = "packer-plugin-amazon-chroot";
 /// Upstream's retry count when `max_retries` is 0.
 const DEFAULT_MAX_RETRIES: u32 = 10;
 
@@ -56,6 +62,7 @@ impl fmt::Display for RegionSource {
 pub struct Ec2 {
     client: aws_sdk_ec2::Client,
     sts: aws_sdk_sts::Client,
+    credentials: SharedCredentialsProvider,
     region: String,
     region_source: RegionSource,
     account_id: Option<String>,
@@ -66,6 +73,11 @@ impl Ec2 {
     /// The EC2 client for the build region.
     pub fn client(&self) -> &aws_sdk_ec2::Client {
         &self.client
+    }
+
+    /// The credentials every client of this connection signs with (cached by the SDK).
+    pub fn credentials(&self) -> &SharedCredentialsProvider {
+        &self.credentials
     }
 
     /// The build region actually used.
@@ -134,7 +146,7 @@ impl Ec2 {
                 resource,
                 code,
                 message,
-                transport,
+                retryable,
                 ..
             } => AwsError::Api {
                 operation,
@@ -142,7 +154,7 @@ impl Ec2 {
                 code,
                 message,
                 decoded: Some(decoded),
-                transport,
+                retryable,
             },
             other => other,
         }
@@ -153,7 +165,7 @@ impl Ec2 {
 /// them unless told not to), and builds the client.
 pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
     check(settings)?;
-    let http = super::http::client(settings.insecure_skip_tls_verify)?;
+    let http = super::tls_client::sdk_http_client(settings.insecure_skip_tls_verify);
     let profile_files = profile_files(settings);
     let (region, region_source) = resolve_region(settings, &profile_files).await?;
     tracing::info!("using AWS region {region} (from {region_source})");
@@ -166,13 +178,25 @@ pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
         .http_client(http.clone())
         .region(Region::new(region.clone()))
         .retry_config(RetryConfig::standard().with_max_attempts(max_retries.saturating_add(1)))
-        .profile_files(profile_files.clone());
+        .profile_files(profile_files.clone())
+        .app_name(AppName::new(APP_NAME).expect("APP_NAME uses only allowed characters"));
     if let Some(profile) = &settings.profile {
         loader = loader.profile_name(profile);
     }
-    if let Some(credentials) = static_credentials(settings) {
+    let mut credential_source = match &settings.profile {
+        Some(profile) => format!("default chain with profile {profile}"),
+        None => "default chain (environment, profile, web identity, container, instance role)"
+            .to_owned(),
+    };
+    let from_vault = settings.vault_aws_engine.is_some();
+    if let Some(engine) = &settings.vault_aws_engine {
+        loader = loader.credentials_provider(super::vault::credentials(engine).await?);
+        credential_source = format!("Vault AWS engine role {}", engine.name);
+    } else if let Some(credentials) = static_credentials(settings) {
         loader = loader.credentials_provider(credentials);
+        credential_source = "access_key/secret_key".to_owned();
     } else if settings.skip_metadata_api_check {
+        credential_source.push_str(" without the instance role");
         let provider_config = provider_config(&http, &region);
         loader = loader.credentials_provider(chain_without_imds(
             &provider_config,
@@ -183,7 +207,7 @@ pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
     let base = loader.load().await;
 
     let profile_role = profile_role(settings, &profile_files).await?;
-    let credentials = assumed_role(
+    let credentials = match assumed_role(
         settings,
         &base,
         &http,
@@ -192,20 +216,29 @@ pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
         profile_role,
     )
     .await?
-    .or_else(|| base.credentials_provider())
-    .ok_or_else(|| AwsError::Credentials {
-        source_name: "chain".into(),
-        message: "no credential provider configured".into(),
-    })?;
+    {
+        Some((provider, role_arn)) => {
+            credential_source = format!("role {role_arn} assumed with the {credential_source}");
+            provider
+        }
+        None => base
+            .credentials_provider()
+            .ok_or_else(|| AwsError::Credentials {
+                source_name: credential_source.clone(),
+                message: "no credential provider configured".into(),
+            })?,
+    };
+    let credentials = SharedCredentialsProvider::new(CachedCredentials::new(credentials));
     // Resolve once now: a missing or broken credential source is reported here, with its
     // provider's reason, rather than as a signing failure of the first EC2 call.
     credentials
         .provide_credentials()
         .await
         .map_err(|e| AwsError::Credentials {
-            source_name: "credential chain".into(),
+            source_name: credential_source.clone(),
             message: DisplayErrorContext(&e).to_string(),
         })?;
+    tracing::info!("using AWS credentials from the {credential_source}");
 
     let sts = aws_sdk_sts::Client::from_conf(
         aws_sdk_sts::config::Builder::from(&base)
@@ -215,16 +248,11 @@ pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
     let account_id = if settings.skip_credential_validation {
         None
     } else {
-        let identity = sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| AwsError::api("GetCallerIdentity", None, e))?;
-        identity.account
+        validate(&sts, from_vault).await?
     };
 
     let mut ec2_config =
-        aws_sdk_ec2::config::Builder::from(&base).credentials_provider(credentials);
+        aws_sdk_ec2::config::Builder::from(&base).credentials_provider(credentials.clone());
     if let Some(endpoint) = settings
         .custom_endpoint_ec2
         .as_deref()
@@ -235,11 +263,50 @@ pub async fn connect(settings: &AwsSettings) -> Result<Ec2, AwsError> {
     Ok(Ec2 {
         client: aws_sdk_ec2::Client::from_conf(ec2_config.build()),
         sts,
+        credentials,
         region,
         region_source,
         account_id,
         decode_authorization_messages: settings.decode_authorization_messages,
     })
+}
+
+/// Codes STS gives keys it does not know yet.
+const UNKNOWN_KEY_CODES: &[&str] = &["InvalidClientTokenId", "AuthFailure"];
+/// Fresh IAM keys from Vault take a few seconds to be known everywhere.
+const VAULT_PROPAGATION: Duration = Duration::from_secs(60);
+
+/// `GetCallerIdentity`: the account, or the reason the credentials are refused.
+async fn validate(sts: &aws_sdk_sts::Client, from_vault: bool) -> Result<Option<String>, AwsError> {
+    if !from_vault {
+        // The SDK's retries already cover throttling and lost connections.
+        return match sts.get_caller_identity().send().await {
+            Ok(identity) => Ok(identity.account),
+            Err(e) => Err(AwsError::api("GetCallerIdentity", None, e)),
+        };
+    }
+    let call = || async {
+        match sts.get_caller_identity().send().await {
+            Ok(identity) => Probe::Ready(identity.account),
+            Err(e) => {
+                let err = AwsError::api("GetCallerIdentity", None, e);
+                if err.code().is_some_and(|c| UNKNOWN_KEY_CODES.contains(&c)) {
+                    Probe::Pending(format!("{err} (new Vault keys still propagating)"))
+                } else {
+                    Probe::Failed(err)
+                }
+            }
+        }
+    };
+    let poller = Poller::with(
+        Pace::Backoff {
+            first: Duration::from_secs(1),
+            cap: Duration::from_secs(10),
+        },
+        Some(Limit::Timeout(VAULT_PROPAGATION)),
+        CancellationToken::new(),
+    );
+    poller.wait_for("AWS to accept the credentials", call).await
 }
 
 fn check(settings: &AwsSettings) -> Result<(), AwsError> {
@@ -248,6 +315,16 @@ fn check(settings: &AwsSettings) -> Result<(), AwsError> {
         return Err(AwsError::Settings(
             "access_key and secret_key must be set together".into(),
         ));
+    }
+    if settings.vault_aws_engine.is_some() && set(&settings.access_key) {
+        return Err(AwsError::Settings(
+            "vault_aws_engine cannot be used together with access_key/secret_key".into(),
+        ));
+    }
+    if let Some(engine) = &settings.vault_aws_engine {
+        if engine.name.is_empty() {
+            return Err(AwsError::Settings("vault_aws_engine needs a name".into()));
+        }
     }
     if let Some(role) = &settings.assume_role {
         if role.role_arn.is_empty() {
@@ -258,7 +335,7 @@ fn check(settings: &AwsSettings) -> Result<(), AwsError> {
 }
 
 /// Upstream accepts a bare host for `custom_endpoint_ec2`; the SDK wants a URL.
-fn with_scheme(endpoint: &str) -> String {
+pub(crate) fn with_scheme(endpoint: &str) -> String {
     if endpoint.contains("://") {
         endpoint.to_owned()
     } else {
@@ -308,7 +385,10 @@ async fn resolve_region(
     if let Some(region) = from_profile.build().region().await {
         return Ok((region.to_string(), RegionSource::Profile));
     }
-    let imds = Imds::from_env()?;
+    let imds = match Imds::from_env() {
+        Ok(imds) => imds,
+        Err(imds) => return Err(AwsError::NoRegion { imds }),
+    };
     match imds.instance_identity().await {
         Ok(identity) => Ok((identity.region, RegionSource::InstanceMetadata)),
         Err(imds) => Err(AwsError::NoRegion { imds }),
@@ -381,7 +461,7 @@ async fn profile_role(
     settings: &AwsSettings,
     profile_files: &ProfileFiles,
 ) -> Result<Option<ProfileRole>, AwsError> {
-    if settings.mfa_code.as_deref().is_none_or(str::is_empty) {
+    if settings.mfa_code.as_deref().map_or(true, str::is_empty) {
         return Ok(None);
     }
     let profiles = aws_config::profile::load(
@@ -422,7 +502,7 @@ async fn assumed_role(
     region: &str,
     profile_files: &ProfileFiles,
     profile_role: Option<ProfileRole>,
-) -> Result<Option<SharedCredentialsProvider>, AwsError> {
+) -> Result<Option<(SharedCredentialsProvider, String)>, AwsError> {
     let mfa_code = settings.mfa_code.clone().filter(|c| !c.is_empty());
     let mfa = match (&mfa_code, &profile_role) {
         (None, _) => None,
@@ -454,7 +534,10 @@ async fn assumed_role(
             return Ok(None);
         };
         let provider = AssumeRole::new(sts_with(base_credentials), role.clone(), mfa);
-        return Ok(Some(SharedCredentialsProvider::new(provider)));
+        return Ok(Some((
+            SharedCredentialsProvider::new(provider),
+            role.role_arn.clone(),
+        )));
     }
     let (Some(mfa), Some(profile)) = (mfa, profile_role) else {
         return Ok(None);
@@ -476,7 +559,7 @@ async fn assumed_role(
         .profile_name(source)
         .build();
     let role = super::settings::AssumeRoleSettings {
-        role_arn,
+        role_arn: role_arn.clone(),
         duration_seconds: profile.duration_seconds,
         external_id: profile.external_id,
         session_name: profile.session_name,
@@ -487,5 +570,5 @@ async fn assumed_role(
         role,
         Some(mfa),
     );
-    Ok(Some(SharedCredentialsProvider::new(provider)))
+    Ok(Some((SharedCredentialsProvider::new(provider), role_arn)))
 }

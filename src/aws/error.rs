@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
@@ -50,6 +51,15 @@ pub enum AwsError {
         message: String,
     },
 
+    /// Vault's AWS secrets engine did not hand out credentials.
+    #[error("vault_aws_engine: reading {path} from Vault failed: {message}")]
+    Vault {
+        /// The Vault path, e.g. `aws/creds/builder`.
+        path: String,
+        /// What went wrong (never the token).
+        message: String,
+    },
+
     /// An API call returned an error.
     #[error("{operation}{} failed: {}{message}{}",
         resource.as_deref().map(|r| format!(" on {r}")).unwrap_or_default(),
@@ -66,8 +76,9 @@ pub enum AwsError {
         message: String,
         /// The decoded `UnauthorizedOperation` message, when decoding was asked for.
         decoded: Option<String>,
-        /// Whether the call never got an answer from AWS (connection, timeout).
-        transport: bool,
+        /// Whether the call got no usable answer (connection lost, timeout, HTTP 5xx,
+        /// unreadable response): asking again may work.
+        retryable: bool,
     },
 
     /// Instance metadata could not be read.
@@ -107,19 +118,21 @@ pub enum AwsError {
 
 impl AwsError {
     /// Wraps an SDK error with the operation and the resource it concerned.
-    pub fn api<E, R>(
+    pub fn api<E>(
         operation: &'static str,
         resource: impl Into<Option<String>>,
-        err: SdkError<E, R>,
+        err: SdkError<E, HttpResponse>,
     ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
-        let transport = matches!(
-            err,
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
-        );
+        let retryable = match &err {
+            SdkError::DispatchFailure(_)
+            | SdkError::TimeoutError(_)
+            | SdkError::ResponseError(_) => true,
+            SdkError::ServiceError(service) => service.raw().status().is_server_error(),
+            _ => false,
+        };
         let code = err.code().map(str::to_owned);
         let message = match (err.message(), &code) {
             (Some(m), _) => m.to_owned(),
@@ -132,7 +145,7 @@ impl AwsError {
             code,
             message,
             decoded: None,
-            transport,
+            retryable,
         }
     }
 
@@ -148,9 +161,9 @@ impl AwsError {
     pub fn is_transient(&self) -> bool {
         match self {
             AwsError::Api {
-                code, transport, ..
+                code, retryable, ..
             } => {
-                *transport
+                *retryable
                     || code
                         .as_deref()
                         .is_some_and(|c| TRANSIENT_CODES.contains(&c))
@@ -159,10 +172,10 @@ impl AwsError {
         }
     }
 
-    /// Whether AWS said the resource does not exist (`…NotFound`, `…Malformed` excluded).
+    /// Whether AWS said the resource does not exist (`InvalidVolume.NotFound`,
+    /// `InvalidAMIID.NotFound`…; a malformed id is a different, final error).
     pub fn is_not_found(&self) -> bool {
-        self.code()
-            .is_some_and(|c| c.ends_with(".NotFound") || c.ends_with("NotFound"))
+        self.code().is_some_and(|c| c.ends_with("NotFound"))
     }
 
     /// The encoded message of an `UnauthorizedOperation` error, if this is one.
@@ -194,7 +207,7 @@ mod tests {
             code: code.map(str::to_owned),
             message: message.into(),
             decoded: None,
-            transport: false,
+            retryable: false,
         }
     }
 

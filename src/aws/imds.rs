@@ -16,6 +16,8 @@ use tokio::net::TcpStream;
 pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 /// The variable the AWS SDKs read to move the IMDS endpoint.
 pub const ENDPOINT_ENV: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
+/// The variable the AWS SDKs read to turn IMDS off.
+pub const DISABLED_ENV: &str = "AWS_EC2_METADATA_DISABLED";
 /// IMDS answers in milliseconds on EC2; off EC2 (or behind a dropped hop) a
 /// request would hang, so each request gets a short budget.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -33,6 +35,12 @@ pub enum ImdsError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `AWS_EC2_METADATA_DISABLED` is set to true.
+    #[error(
+        "instance metadata is disabled by AWS_EC2_METADATA_DISABLED; amazon-chroot needs it \
+         to find the instance it runs on (and, without a configured region, the region)"
+    )]
+    Disabled,
     /// The request could not be completed.
     #[error("cannot read instance metadata {path} from {endpoint}: {cause}. {HINT}")]
     Request {
@@ -73,6 +81,8 @@ pub enum ImdsCause {
     Status(u16),
     /// The answer was not HTTP we understand.
     Malformed(String),
+    /// The IMDSv2 token request got no answer in time and IMDSv1 is refused (401).
+    TokenLost(Duration),
 }
 
 impl fmt::Display for ImdsCause {
@@ -85,6 +95,12 @@ impl fmt::Display for ImdsCause {
             ImdsCause::Status(403) => f.write_str("HTTP 403 (metadata access forbidden)"),
             ImdsCause::Status(s) => write!(f, "HTTP {s}"),
             ImdsCause::Malformed(e) => write!(f, "malformed HTTP answer: {e}"),
+            ImdsCause::TokenLost(d) => write!(
+                f,
+                "the IMDSv2 token request got no answer within {d:?} and IMDSv1 is refused \
+                 (HTTP 401): from a container, raise the instance's metadata hop limit \
+                 (http-put-response-hop-limit 2)"
+            ),
         }
     }
 }
@@ -129,8 +145,12 @@ struct Answer {
 }
 
 impl Imds {
-    /// The endpoint from `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else 169.254.169.254.
+    /// The endpoint from `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else 169.254.169.254;
+    /// an error when `AWS_EC2_METADATA_DISABLED=true`, as for the SDKs.
     pub fn from_env() -> Result<Self, ImdsError> {
+        if std::env::var(DISABLED_ENV).is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            return Err(ImdsError::Disabled);
+        }
         match std::env::var(ENDPOINT_ENV) {
             Ok(endpoint) if !endpoint.trim().is_empty() => Self::new(endpoint.trim()),
             _ => Self::new(DEFAULT_ENDPOINT),
@@ -207,14 +227,18 @@ impl Imds {
              Content-Length: 0\r\nConnection: close\r\n\r\n",
             self.authority
         );
+        let mut token_lost = None;
         let token = match self.exchange(&token_request).await {
             Ok(Answer { status: 200, body }) => Some(body.trim().to_owned()),
             Ok(Answer {
-                status: 403 | 404 | 405,
-                ..
-            })
-            | Err(ImdsCause::Timeout(_)) => {
+                status: 403..=405, ..
+            }) => {
                 tracing::debug!(endpoint = %self.endpoint, "IMDSv2 token refused, trying IMDSv1");
+                None
+            }
+            Err(ImdsCause::Timeout(waited)) => {
+                tracing::debug!(endpoint = %self.endpoint, "no IMDSv2 token answer, trying IMDSv1");
+                token_lost = Some(waited);
                 None
             }
             Ok(Answer { status, .. }) => {
@@ -229,10 +253,14 @@ impl Imds {
             "GET {path} HTTP/1.1\r\nHost: {}\r\n{token_header}Connection: close\r\n\r\n",
             self.authority
         );
-        match self.exchange(&request).await {
-            Ok(Answer { status: 200, body }) => Ok(body),
-            Ok(Answer { status, .. }) => Err(self.failure(path, ImdsCause::Status(status))),
-            Err(cause) => Err(self.failure(path, cause)),
+        match (self.exchange(&request).await, token_lost) {
+            (Ok(Answer { status: 200, body }), _) => Ok(body),
+            // IMDSv2 is required but its token never came back: the container case.
+            (Ok(Answer { status: 401, .. }), Some(waited)) => {
+                Err(self.failure(path, ImdsCause::TokenLost(waited)))
+            }
+            (Ok(Answer { status, .. }), _) => Err(self.failure(path, ImdsCause::Status(status))),
+            (Err(cause), _) => Err(self.failure(path, cause)),
         }
     }
 
@@ -489,6 +517,47 @@ pub(crate) mod tests {
             "{err:?}"
         );
         assert!(err.to_string().contains("no answer within 200ms"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn lost_token_answer_with_imdsv1_refused_blames_the_hop_limit() {
+        // Like IMDS seen from a container with hop limit 1: the token PUT's answer never
+        // arrives, and IMDSv1 is disabled (http-tokens=required).
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                if buf[..n].starts_with(b"PUT") {
+                    held.push(conn);
+                } else {
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                }
+            }
+        });
+        let client = Imds::new(&endpoint)
+            .unwrap()
+            .with_timeout(Duration::from_millis(200));
+        let err = client.instance_id().await.unwrap_err();
+        server.abort();
+        assert!(
+            matches!(
+                &err,
+                ImdsError::Request {
+                    cause: ImdsCause::TokenLost(_),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("http-put-response-hop-limit 2"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -18,19 +18,25 @@
 //! ```
 
 mod assume_role;
+mod cached_credentials;
 mod connect;
 mod error;
-mod http;
 mod imds;
-mod insecure_tls;
+mod instance;
 mod poller;
 mod settings;
+mod tls_client;
+mod vault;
 mod waiters;
 
+#[cfg(test)]
+mod canned_http;
 #[cfg(test)]
 mod connect_tests;
 #[cfg(test)]
 mod moto_tests;
+#[cfg(test)]
+pub(crate) mod test_env;
 
 pub use connect::{connect, Ec2, RegionSource};
 pub use error::AwsError;
@@ -38,4 +44,4 @@ pub use imds::{
     Imds, ImdsCause, ImdsError, InstanceIdentity, DEFAULT_ENDPOINT as IMDS_DEFAULT_ENDPOINT,
 };
 pub use poller::{Limit, Pace, Poller, Probe, DEFAULT_TIMEOUT as POLL_DEFAULT_TIMEOUT};
-pub use settings::{AssumeRoleSettings, AwsSettings, PollingSettings};
+pub use settings::{AssumeRoleSettings, AwsSettings, PollingSettings, VaultAwsEngineSettings};

@@ -42,6 +42,8 @@ pub struct AwsSettings {
     pub decode_authorization_messages: bool,
     /// Waiter tuning (`aws_polling`).
     pub polling: PollingSettings,
+    /// Credentials from Vault's AWS secrets engine (`vault_aws_engine`).
+    pub vault_aws_engine: Option<VaultAwsEngineSettings>,
 }
 
 /// The `assume_role` block: an STS `AssumeRole` call made with the base credentials.
@@ -72,6 +74,19 @@ pub struct PollingSettings {
     pub delay_seconds: Option<u64>,
     /// Maximum number of polls.
     pub max_attempts: Option<u32>,
+}
+
+/// The `vault_aws_engine` block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VaultAwsEngineSettings {
+    /// The Vault role to get credentials for.
+    pub name: String,
+    /// With an assumed_role/federation_token Vault role: the IAM role ARN to assume.
+    pub role_arn: Option<String>,
+    /// Lifetime of STS credentials, e.g. `3600s` (only with `role_arn`).
+    pub ttl: Option<String>,
+    /// Mount path of the AWS secrets engine; `aws` when unset.
+    pub engine_name: Option<String>,
 }
 
 /// Shows whether a secret is set without showing it.
@@ -110,6 +125,7 @@ impl fmt::Debug for AwsSettings {
                 &self.decode_authorization_messages,
             )
             .field("polling", &self.polling)
+            .field("vault_aws_engine", &self.vault_aws_engine)
             .finish()
     }
 }

@@ -1,6 +1,6 @@
 //! The template's AWS access options as the aws layer's [`AwsSettings`].
 
-use crate::aws::{AssumeRoleSettings, AwsSettings, PollingSettings};
+use crate::aws::{AssumeRoleSettings, AwsSettings, PollingSettings, VaultAwsEngineSettings};
 use crate::builder::config::{AccessConfig, Secret};
 
 fn opt(s: &str) -> Option<String> {
@@ -46,6 +46,12 @@ pub fn aws_settings(a: &AccessConfig) -> AwsSettings {
                 max_attempts: (p.max_attempts > 0).then_some(p.max_attempts as u32),
             })
             .unwrap_or_default(),
+        vault_aws_engine: (!a.vault_aws_engine.is_empty()).then(|| VaultAwsEngineSettings {
+            name: a.vault_aws_engine.name.clone(),
+            role_arn: opt(&a.vault_aws_engine.role_arn),
+            ttl: opt(&a.vault_aws_engine.ttl),
+            engine_name: opt(&a.vault_aws_engine.engine_name),
+        }),
     }
 }
 
@@ -61,6 +67,7 @@ mod tests {
         assert_eq!(s.region, None);
         assert_eq!(s.assume_role, None);
         assert_eq!(s.polling, PollingSettings::default());
+        assert_eq!(s.vault_aws_engine, None);
     }
 
     #[test]

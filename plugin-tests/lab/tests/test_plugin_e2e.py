@@ -71,9 +71,10 @@ def running_lab(name: str, state_dir: Path, device_style: str):
     try:
         yield started
     finally:
-        clean, report = started.leaks()
-        started.stop()
-        assert clean, f"lab leak report at the end is not clean:\n{report}"
+        try:
+            assert_clean(started)
+        finally:
+            started.stop()
 
 
 @pytest.fixture(scope="module")
@@ -287,9 +288,14 @@ def test_json_build_with_tags_description_and_permissions(lab: Lab, source_ami: 
         "tags": {"Name": "e2e {{ .SourceAMIName }}", "Token": token},
         "snapshot_tags": {"Kind": "root snapshot"},
         "mount_path": str(workdir / "chroot") + "/{{.Device}}",
+        # Every host command, the chroot's included, goes through the wrapper.
+        "command_wrapper": "env E2E_WRAPPED=yes {{.Command}}",
+        # Single quotes: $E2E_WRAPPED is expanded by the wrapped shell, not the outer one.
+        "pre_mount_commands": [f"sh -c 'echo pre {{{{.Device}}}} $E2E_WRAPPED' > {workdir}/pre-mount.txt"],
+        "post_mount_commands": ["echo \"post {{.Device}} {{.MountPath}}\" > {{.MountPath}}/etc/e2e-post-mount.txt"],
     }
     write_json_template(workdir / "e2e.json", builder, [
-        {"type": "shell", "inline": ["echo json-ran > /etc/e2e-json.txt"]},
+        {"type": "shell", "inline": ["echo json-ran > /etc/e2e-json.txt", "echo \"wrapped=$E2E_WRAPPED\" > /etc/e2e-wrapped.txt"]},
         {"type": "file", "source": "payload.txt", "destination": "/root/payload.txt"},
     ])
 
@@ -311,6 +317,11 @@ def test_json_build_with_tags_description_and_permissions(lab: Lab, source_ami: 
     assert {"UserId": "123456789012"} in perms, perms
     with lab.mounted_ami(ami_id, workdir / "inspect") as root:
         assert (root / "etc/e2e-json.txt").read_text() == "json-ran\n"
+        assert (root / "etc/e2e-wrapped.txt").read_text() == "wrapped=yes\n"
+        post = (root / "etc/e2e-post-mount.txt").read_text().split()
+        assert post[0] == "post" and post[1].startswith("/dev/xvd"), post
+        assert post[2] == f"{workdir}/chroot/{os.path.basename(post[1])}", post
+        assert (workdir / "pre-mount.txt").read_text() == f"pre {post[1]} yes\n"
         assert (root / "root/payload.txt").read_text() == payload
         check_resolv_conf_intact(root)
 
@@ -355,50 +366,87 @@ def test_failing_provisioner_leaves_nothing_and_runs_the_error_cleanup_provision
     assert_clean(lab, result)
 
 
-def test_ctrl_c_mid_provisioning_leaves_nothing(lab: Lab, source_ami: str, workdir: Path):
-    token = uuid.uuid4().hex
-    ami_name = f"e2e-cancel-{token[:12]}"
-    mount_root = workdir / "chroot"
-    builder = {
-        "type": PLUGIN_TYPE,
-        "region": lab.region,
-        "custom_endpoint_ec2": lab.ec2_endpoint,
-        "skip_region_validation": True,
-        "source_ami": source_ami,
-        "ami_name": ami_name,
-        "mount_path": str(mount_root) + "/{{.Device}}",
-    }
-    write_json_template(workdir / "hang.json", builder, [
-        {"type": "shell", "inline": ["echo started > /etc/hang-started", "sleep 600"]},
-    ])
+def build_and_interrupt(lab: Lab, workdir: Path, template: str, started) -> PackerResult:
+    """Run `packer build template`, and once `started()` is true send SIGINT
+    to Packer's whole process group, as a terminal's Ctrl-C does."""
     env = lab.process_env(PACKER_LOG="1", PACKER_LOG_PATH=str(workdir / "packer.log"), CHECKPOINT_DISABLE="1",
                           HOME=str(workdir), PACKER_CACHE_DIR=str(workdir / "cache"), TMPDIR=str(workdir),
                           AWS_POLL_DELAY_SECONDS="1", AWS_MAX_ATTEMPTS="120")
-    proc = subprocess.Popen([PACKER, "build", "-color=false", "-machine-readable", "hang.json"], cwd=workdir,
+    proc = subprocess.Popen([PACKER, "build", "-color=false", "-machine-readable", template], cwd=workdir,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
-        while not glob.glob(str(mount_root) + "/*/etc/hang-started"):
-            assert proc.poll() is None, f"packer ended before provisioning: {proc.stdout.read()}"
-            assert time.monotonic() < deadline, "provisioning never started"
-            time.sleep(0.5)
-        # As a terminal's Ctrl-C: SIGINT to the whole process group.
+        while not started():
+            assert proc.poll() is None, f"packer ended before the interrupt point: {proc.stdout.read()}"
+            assert time.monotonic() < deadline, "the interrupt point was never reached"
+            time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=PACKER_CANCEL_GRACE)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-    result = PackerResult(proc.returncode, out, workdir / "packer.log", False)
-    assert proc.returncode != 0, result.failure_report()
+    return PackerResult(proc.returncode, out, workdir / "packer.log", False)
+
+
+def cancel_builder(lab: Lab, source_ami: str, workdir: Path, ami_name: str) -> dict:
+    return {
+        "type": PLUGIN_TYPE,
+        "region": lab.region,
+        "custom_endpoint_ec2": lab.ec2_endpoint,
+        "skip_region_validation": True,
+        "source_ami": source_ami,
+        "ami_name": ami_name,
+        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
+    }
+
+
+def assert_cancelled_cleanly(lab: Lab, workdir: Path, ami_name: str, result: PackerResult,
+                             snapshots_before: set[str]) -> None:
+    assert result.returncode != 0, result.failure_report()
     assert result.artifact_ids() == {}
-    assert not mounts_matching(str(mount_root)), result.failure_report()
-    # Nothing runs in the chroot any more.
-    assert not subprocess.run(["pgrep", "-f", "sleep 600"], capture_output=True).stdout.strip()
+    assert not mounts_matching(str(workdir / "chroot")), result.failure_report()
     ec2 = lab.ec2()
     assert ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [ami_name]}])["Images"] == []
+    assert own_snapshots(lab) == snapshots_before, "the build's snapshot was left behind"
     assert_clean(lab, result)
+
+
+def test_ctrl_c_mid_provisioning_leaves_nothing(lab: Lab, source_ami: str, workdir: Path):
+    ami_name = f"e2e-cancel-{uuid.uuid4().hex[:12]}"
+    write_json_template(workdir / "hang.json", cancel_builder(lab, source_ami, workdir, ami_name), [
+        {"type": "shell", "inline": ["echo started > /etc/hang-started", "sleep 600"]},
+    ])
+    snapshots_before = own_snapshots(lab)
+
+    result = build_and_interrupt(lab, workdir, "hang.json",
+                                 lambda: glob.glob(str(workdir / "chroot") + "/*/etc/hang-started"))
+
+    assert_cancelled_cleanly(lab, workdir, ami_name, result, snapshots_before)
+    # Nothing runs in the chroot any more.
+    assert not subprocess.run(["pgrep", "-f", "sleep 600"], capture_output=True).stdout.strip()
+
+
+def test_ctrl_c_while_the_snapshot_is_pending_deletes_snapshot_and_volume(lab: Lab, source_ami: str, workdir: Path):
+    from baseline_support import labctl
+
+    ami_name = f"e2e-cancel-snap-{uuid.uuid4().hex[:12]}"
+    write_json_template(workdir / "snap.json", cancel_builder(lab, source_ami, workdir, ami_name),
+                        [{"type": "shell", "inline": ["true"]}])
+    snapshots_before = own_snapshots(lab)
+    log = workdir / "packer.log"
+    labctl("fault", "--name", lab.name, "timings", "snapshot=60")
+    try:
+        result = build_and_interrupt(lab, workdir, "snap.json",
+                                     lambda: log.exists() and "Snapshot ID:" in log.read_text(errors="replace"))
+    finally:
+        labctl("fault", "--name", lab.name, "reset")
+        from conftest import DEFAULT_TIMINGS
+        labctl("fault", "--name", lab.name, "timings", *[f"{k}={v}" for k, v in DEFAULT_TIMINGS.items()])
+
+    assert "Removing snapshot" in result.stdout, result.failure_report()
+    assert_cancelled_cleanly(lab, workdir, ami_name, result, snapshots_before)
 
 
 @pytest.fixture(scope="module")
@@ -432,3 +480,150 @@ def test_nitro_host_finds_the_volume_by_id_without_nvme_device_path(nitro_lab: L
     with nitro_lab.mounted_ami(ami_id, workdir / "inspect") as root:
         assert (root / "etc/e2e-nitro.txt").read_text() == f"nitro {token}\n"
         check_resolv_conf_intact(root)
+
+
+def own_snapshots(lab: Lab) -> set[str]:
+    return {s["SnapshotId"] for s in lab.ec2().describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+
+
+def test_failure_after_registration_deregisters_the_ami_and_deletes_its_snapshot(
+        lab: Lab, source_ami: str, workdir: Path):
+    """Upstream leaks an AMI registered before a later step fails; ours removes
+    it and its snapshot. The lab makes CreateTags (after RegisterImage) fail."""
+    from baseline_support import labctl
+
+    token = uuid.uuid4().hex
+    ami_name = f"e2e-late-fail-{token[:12]}"
+    builder = {
+        "type": PLUGIN_TYPE,
+        "region": lab.region,
+        "custom_endpoint_ec2": lab.ec2_endpoint,
+        "skip_region_validation": True,
+        "source_ami": source_ami,
+        "ami_name": ami_name,
+        "tags": {"Token": token},
+        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
+    }
+    write_json_template(workdir / "late.json", builder, [{"type": "shell", "inline": ["true"]}])
+    snapshots_before = own_snapshots(lab)
+    labctl("fault", "--name", lab.name, "fail", "CreateTags", "--code", "InternalError", "--times", "0")
+    try:
+        result = run_packer(workdir / "late.json", workdir, lab.process_env(), fake_sys_block=False)
+    finally:
+        labctl("fault", "--name", lab.name, "reset")
+
+    assert result.returncode == 1 and not result.timed_out, result.failure_report()
+    assert "CreateTags" in result.stdout, result.failure_report()
+    said = says(result)
+    assert any(s.startswith("Registering the AMI") for s in said), said
+    assert any(s.startswith("Deregistering the AMI") for s in said), said
+    ec2 = lab.ec2()
+    assert ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [ami_name]}])["Images"] == []
+    assert own_snapshots(lab) == snapshots_before, "the build's snapshot was left behind"
+    assert_clean(lab, result)
+
+
+def test_region_copy_encryption_deprecation_protection_and_force_deregister(
+        lab: Lab, source_ami: str, workdir: Path):
+    token = uuid.uuid4().hex
+    ami_name = f"e2e-options-{token[:12]}"
+    deprecate_year = time.gmtime().tm_year + 1
+    deprecate_at = f"{deprecate_year}-01-01T00:00:00Z"
+    copy_region = "us-west-2"
+    builder = {
+        "type": PLUGIN_TYPE,
+        "region": lab.region,
+        "custom_endpoint_ec2": lab.ec2_endpoint,
+        "ami_name": ami_name,
+        "source_ami": source_ami,
+        "ami_regions": [copy_region],
+        "root_volume_encrypt_boot": True,
+        "deprecate_at": deprecate_at,
+        "deregistration_protection": {"enabled": True},
+        "tags": {"Token": token},
+        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
+    }
+    write_json_template(workdir / "options.json", builder, [{"type": "shell", "inline": ["echo one > /etc/build-number"]}])
+
+    result = run_packer(workdir / "options.json", workdir, lab.process_env(), fake_sys_block=False)
+
+    assert result.returncode == 0 and not result.timed_out, result.failure_report()
+    ids = result.artifact_ids()
+    assert set(ids) == {lab.region, copy_region}, ids
+    assert_clean(lab, result)
+    for region, ami in ids.items():
+        ec2 = lab.ec2() if region == lab.region else lab_client(lab, region)
+        image = ec2.describe_images(ImageIds=[ami])["Images"][0]
+        assert image["Name"] == ami_name
+        assert image.get("DeprecationTime", "").startswith(f"{deprecate_year}-01-01"), image
+        assert {t["Key"]: t["Value"] for t in image.get("Tags", [])}.get("Token") == token, (region, image)
+        ebs = image["BlockDeviceMappings"][0]["Ebs"]
+        snapshot = ec2.describe_snapshots(SnapshotIds=[ebs["SnapshotId"]])["Snapshots"][0]
+        assert snapshot["Encrypted"] is True, (region, snapshot)
+        protection = ec2.describe_image_attribute(ImageId=ami, Attribute="deregistrationProtection")
+        assert protection["DeregistrationProtection"]["Value"] == "enabled", protection
+
+    # Same name again with -force semantics: the old AMIs (protection lifted
+    # first by the user) are deregistered and their snapshots deleted.
+    old_snapshots = {}
+    for region, ami in ids.items():
+        ec2 = lab.ec2() if region == lab.region else lab_client(lab, region)
+        ec2.disable_image_deregistration_protection(ImageId=ami)
+        old_snapshots[region] = ec2.describe_images(ImageIds=[ami])["Images"][0]["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    builder.update({"force_deregister": True, "force_delete_snapshot": True})
+    builder.pop("deregistration_protection")
+    write_json_template(workdir / "again.json", builder, [{"type": "shell", "inline": ["echo two > /etc/build-number"]}])
+
+    again = run_packer(workdir / "again.json", workdir, lab.process_env(), fake_sys_block=False)
+
+    assert again.returncode == 0 and not again.timed_out, again.failure_report()
+    new_ids = again.artifact_ids()
+    assert set(new_ids) == {lab.region, copy_region}, new_ids
+    assert_clean(lab, again)
+    for region, ami in new_ids.items():
+        ec2 = lab.ec2() if region == lab.region else lab_client(lab, region)
+        named = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [ami_name]}])["Images"]
+        assert [i["ImageId"] for i in named] == [ami], (region, named)
+        assert ec2.describe_snapshots(Filters=[{"Name": "snapshot-id", "Values": [old_snapshots[region]]}])["Snapshots"] == []
+    with lab.mounted_ami(new_ids[lab.region], workdir / "inspect") as root:
+        assert (root / "etc/build-number").read_text() == "two\n"
+        check_resolv_conf_intact(root)
+
+
+def lab_client(lab: Lab, region: str):
+    import boto3
+
+    return boto3.client("ec2", endpoint_url=lab.ec2_endpoint, region_name=region,
+                        aws_access_key_id=lab.env.get("AWS_ACCESS_KEY_ID"),
+                        aws_secret_access_key=lab.env.get("AWS_SECRET_ACCESS_KEY"))
+
+
+def test_unreachable_imds_fails_with_the_real_cause_and_creates_nothing(lab: Lab, source_ami: str, workdir: Path):
+    """Upstream printed only "Error retrieving the ID of the instance..." and
+    dropped why; ours names the endpoint and the cause."""
+    from baseline_support import labctl
+
+    builder = {
+        "type": PLUGIN_TYPE,
+        "region": lab.region,
+        "custom_endpoint_ec2": lab.ec2_endpoint,
+        "skip_region_validation": True,
+        "source_ami": source_ami,
+        "ami_name": f"e2e-noimds-{uuid.uuid4().hex[:12]}",
+    }
+    write_json_template(workdir / "noimds.json", builder, [{"type": "shell", "inline": ["true"]}])
+    labctl("fault", "--name", lab.name, "imds", "off")
+    try:
+        result = run_packer(workdir / "noimds.json", workdir, lab.process_env(), fake_sys_block=False, timeout=180)
+    finally:
+        labctl("fault", "--name", lab.name, "imds", "on")
+
+    assert result.returncode == 1 and not result.timed_out, result.failure_report()
+    errors = [line for line in result.stdout.splitlines() if ",error," in line]
+    text = "\n".join(errors)
+    assert "Error retrieving the ID of the instance Packer is running on" in text, result.failure_report()
+    imds_endpoint = lab.env["LAB_IMDS_ENDPOINT"]
+    assert imds_endpoint.split("//", 1)[1] in text, text
+    assert "refused" in text.lower() or "connect" in text.lower(), text
+    assert not any("Creating the root volume" in s for s in says(result))
+    assert_clean(lab, result)

@@ -14,9 +14,10 @@ pub struct InstanceInfo;
 
 /// Why the instance could not be identified.
 #[derive(Debug, thiserror::Error)]
-#[error("Error retrieving the ID of the instance Packer is running on ({endpoint}): {source}. Please verify Packer is running on a proper AWS EC2 instance whose metadata service is reachable (hop limit, IMDS enabled).")]
+#[error("Error retrieving the ID of the instance Packer is running on: {source}")]
 pub struct NotOnEc2 {
-    endpoint: String,
+    /// What the metadata service (or reaching it) answered; it names the
+    /// endpoint and the likely fixes.
     source: crate::aws::ImdsError,
 }
 
@@ -31,10 +32,10 @@ impl Step<BuildState> for InstanceInfo {
             .say("Gathering information about this EC2 instance...")
             .await;
         let imds = Imds::from_env()?;
-        let instance_id = imds.instance_id().await.map_err(|source| NotOnEc2 {
-            endpoint: imds.endpoint().to_string(),
-            source,
-        })?;
+        let instance_id = imds
+            .instance_id()
+            .await
+            .map_err(|source| NotOnEc2 { source })?;
         let out = state
             .ec2
             .client()

@@ -366,3 +366,65 @@ fn cleanup_poller(poller: &Poller) -> Poller {
         tokio_util::sync::CancellationToken::new(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::steps;
+    use crate::builder::config::Config;
+    use crate::plugin::api::{PackerSettings, PrepareArgs, TemplateKind};
+    use serde_json::json;
+
+    fn names(options: serde_json::Value) -> Vec<&'static str> {
+        let args = PrepareArgs {
+            kind: TemplateKind::Json,
+            config: options.as_object().cloned().unwrap(),
+            packer: PackerSettings::default(),
+        };
+        let (config, _) = Config::from_prepare(&args).expect("valid test config");
+        steps(&config).iter().map(|s| s.name()).collect()
+    }
+
+    #[test]
+    fn steps_follow_the_go_builder_order_with_the_lock_held_until_the_device_shows() {
+        let n = names(json!({"ami_name": "web-ami", "source_ami": "ami-1"}));
+        assert_eq!(
+            n,
+            [
+                "PreValidate",
+                "InstanceInfo",
+                "SourceAmiInfo",
+                "DeviceLock",
+                "PrepareDevice",
+                "CreateVolume",
+                "AttachVolume",
+                "EarlyUnlock",
+                "PreMountCommands",
+                "MountDevice",
+                "PostMountCommands",
+                "MountExtra",
+                "CopyFiles",
+                "Provision",
+                "EarlyCleanup",
+                "Snapshot",
+                "DeregisterOldAmi",
+                "RegisterAmi",
+                "RegionCopy",
+                "DeprecateAndProtect",
+                "ModifyAttributes",
+                "CreateTags",
+            ]
+        );
+    }
+
+    #[test]
+    fn from_scratch_builds_have_no_source_ami_step() {
+        let n = names(json!({
+            "ami_name": "web-ami", "from_scratch": true, "root_device_name": "/dev/xvda",
+            "root_volume_size": 4, "ami_virtualization_type": "hvm",
+            "pre_mount_commands": ["mkfs.ext4 {{.Device}}"],
+            "ami_block_device_mappings": [{"device_name": "/dev/xvda"}]
+        }));
+        assert!(!n.contains(&"SourceAmiInfo"));
+        assert_eq!(n[2], "DeviceLock");
+    }
+}

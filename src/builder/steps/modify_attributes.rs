@@ -154,3 +154,24 @@ impl Step<BuildState> for ModifyAttributes {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::launch_permissions;
+
+    #[test]
+    fn one_launch_permission_per_user_group_org_and_ou() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let p = launch_permissions(
+            &s(&["111", "222"]),
+            &s(&["all"]),
+            &s(&["arn:org"]),
+            &s(&["arn:ou"]),
+        );
+        assert_eq!(p.len(), 5);
+        assert_eq!(p[0].group().map(|g| g.as_str()), Some("all"));
+        assert_eq!(p[1].user_id(), Some("111"));
+        assert_eq!(p[3].organization_arn(), Some("arn:org"));
+        assert_eq!(p[4].organizational_unit_arn(), Some("arn:ou"));
+    }
+}

@@ -56,10 +56,9 @@ impl Step<BuildState> for MountDevice {
                 source,
             })?;
         let hvm = match config.ami.ami_virtualization_type.as_str() {
-            "" => state
-                .source_image
-                .as_ref()
-                .map_or(true, |i| i.virtualization_type() == Some(&VirtualizationType::Hvm)),
+            "" => state.source_image.as_ref().map_or(true, |i| {
+                i.virtualization_type() == Some(&VirtualizationType::Hvm)
+            }),
             t => t == "hvm",
         };
         let partition = config.chroot.mount_partition.as_str();

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 
-use super::{BuildError, BuildState};
+use super::BuildState;
 use crate::aws::AwsError;
 use crate::builder::runner::{Step, StepContext};
 use crate::chroot::device::{choose_device_path, pick_free_device};
@@ -56,9 +56,6 @@ impl Step<BuildState> for PrepareDevice {
             "Device".to_string(),
             Value::String(choice.local_name.display().to_string()),
         );
-        if state.instance.is_none() {
-            return Err(BuildError::Missing("instance").into());
-        }
         state.device = Some(choice);
         Ok(())
     }

@@ -75,7 +75,7 @@ impl Step<BuildState> for Provision {
         }
         let comm = communicator(state, ctx)?;
         ctx.ui
-            .say("Provisioning step had errors: Running the cleanup provisioner, if present...")
+            .say("The build failed: running the error-cleanup-provisioner, if present...")
             .await;
         state
             .hook

@@ -141,27 +141,31 @@ pub fn register_image_request(
             .ebs()
             .cloned()
             .unwrap_or_else(|| EbsBlockDevice::builder().build());
-        let size = if use_config_mappings {
-            Some(c.root_volume_size as i32)
-                .filter(|s| *s > 0)
-                .or(e.volume_size())
+        // Template mappings are taken as written (grown to root_volume_size);
+        // a source mapping becomes what the working volume was.
+        let ebs = if use_config_mappings {
+            EbsBlockDevice::builder()
+                .set_delete_on_termination(e.delete_on_termination())
+                .snapshot_id(snapshot_id)
+                .set_volume_size(
+                    Some(c.root_volume_size as i32)
+                        .filter(|s| *s > 0)
+                        .or(e.volume_size()),
+                )
+                .set_volume_type(e.volume_type().cloned())
+                .set_iops(e.iops())
+                .set_throughput(e.throughput())
+                .build()
         } else {
-            root_volume.size.max(e.volume_size())
+            EbsBlockDevice::builder()
+                .set_delete_on_termination(e.delete_on_termination())
+                .snapshot_id(snapshot_id)
+                .set_volume_size(root_volume.size.max(e.volume_size()))
+                .set_volume_type(root_volume.volume_type.as_deref().map(VolumeType::from))
+                .set_iops(root_volume.iops)
+                .set_throughput(root_volume.throughput)
+                .build()
         };
-        let ebs = EbsBlockDevice::builder()
-            .set_delete_on_termination(e.delete_on_termination())
-            .snapshot_id(snapshot_id)
-            .set_volume_size(size)
-            .set_volume_type(
-                root_volume
-                    .volume_type
-                    .as_deref()
-                    .map(VolumeType::from)
-                    .or(e.volume_type().cloned()),
-            )
-            .set_iops(root_volume.iops.or(e.iops()))
-            .set_throughput(root_volume.throughput.or(e.throughput()))
-            .build();
         *m = BlockDeviceMapping::builder()
             .set_device_name(m.device_name().map(str::to_string))
             .ebs(ebs)
@@ -312,5 +316,175 @@ impl Step<BuildState> for RegisterAmi {
         } else {
             Err(BuildError::Several(errors).into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::steps::create_volume::volume_params;
+    use crate::plugin::api::{Map, PackerSettings, PrepareArgs, TemplateKind};
+    use aws_sdk_ec2::types::{BootModeValues, DeviceType, ImdsSupportValues};
+    use serde_json::{json, Value};
+
+    fn config(extra: Value) -> Config {
+        let mut options: Map = json!({"ami_name": "test-ami", "source_ami": "ami-src"})
+            .as_object()
+            .cloned()
+            .unwrap();
+        options.extend(extra.as_object().cloned().unwrap());
+        let args = PrepareArgs {
+            kind: TemplateKind::Json,
+            config: options,
+            packer: PackerSettings::default(),
+        };
+        Config::from_prepare(&args).expect("valid test config").0
+    }
+
+    fn source() -> Image {
+        Image::builder()
+            .image_id("ami-src")
+            .architecture(ArchitectureValues::Arm64)
+            .root_device_name("/dev/xvda")
+            .root_device_type(DeviceType::Ebs)
+            .virtualization_type(VirtualizationType::Hvm)
+            .ena_support(true)
+            .boot_mode(BootModeValues::Uefi)
+            .imds_support(ImdsSupportValues::V20)
+            .block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name("/dev/xvda")
+                    .ebs(
+                        EbsBlockDevice::builder()
+                            .snapshot_id("snap-src")
+                            .volume_size(8)
+                            .volume_type(VolumeType::Gp3)
+                            .iops(3000)
+                            .throughput(125)
+                            .encrypted(true)
+                            .kms_key_id("key-src")
+                            .delete_on_termination(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name("/dev/xvdb")
+                    .virtual_name("ephemeral0")
+                    .build(),
+            )
+            .build()
+    }
+
+    #[test]
+    fn root_mapping_gets_the_new_snapshot_and_others_are_kept() {
+        let r =
+            register_image_request(&config(json!({})), Some(&source()), "snap-new", "n").unwrap();
+        assert_eq!(r.root_device_name, "/dev/xvda");
+        assert_eq!(r.mappings.len(), 2);
+        let root = r.mappings[0].ebs().unwrap();
+        assert_eq!(root.snapshot_id(), Some("snap-new"));
+        assert_eq!(root.volume_size(), Some(8));
+        assert_eq!(root.delete_on_termination(), Some(true));
+        // The snapshot decides encryption; RegisterImage refuses these fields.
+        assert_eq!(root.encrypted(), None);
+        assert_eq!(root.kms_key_id(), None);
+        assert_eq!(r.mappings[1].virtual_name(), Some("ephemeral0"));
+    }
+
+    #[test]
+    fn unset_attributes_are_inherited_from_the_source() {
+        let r =
+            register_image_request(&config(json!({})), Some(&source()), "snap-new", "n").unwrap();
+        assert_eq!(r.architecture.as_deref(), Some("arm64"));
+        assert_eq!(r.virtualization_type, "hvm");
+        assert_eq!(r.ena_support, Some(true));
+        assert_eq!(r.boot_mode.as_deref(), Some("uefi"));
+        assert_eq!(r.imds_support.as_deref(), Some("v2.0"));
+        assert_eq!(r.kernel_id, None);
+    }
+
+    #[test]
+    fn template_values_win_over_the_source() {
+        let c = config(
+            json!({"ena_support": false, "boot_mode": "legacy-bios", "sriov_support": true}),
+        );
+        let r = register_image_request(&c, Some(&source()), "snap-new", "n").unwrap();
+        assert_eq!(r.ena_support, Some(false));
+        assert_eq!(r.boot_mode.as_deref(), Some("legacy-bios"));
+        assert_eq!(r.sriov_net_support.as_deref(), Some("simple"));
+    }
+
+    #[test]
+    fn root_volume_size_grows_the_root_and_a_new_type_drops_foreign_iops() {
+        let c = config(json!({"root_volume_size": 20, "root_volume_type": "gp2"}));
+        let r = register_image_request(&c, Some(&source()), "snap-new", "n").unwrap();
+        let root = r.mappings[0].ebs().unwrap();
+        assert_eq!(root.volume_size(), Some(20));
+        assert_eq!(root.volume_type(), Some(&VolumeType::Gp2));
+        assert_eq!(root.iops(), None);
+        assert_eq!(root.throughput(), None);
+    }
+
+    #[test]
+    fn a_smaller_root_volume_size_never_shrinks() {
+        let c = config(json!({"root_volume_size": 4}));
+        let p = volume_params(&c, Some(&source())).unwrap();
+        assert_eq!(p.size, Some(8));
+    }
+
+    #[test]
+    fn volume_copies_the_source_root_with_throughput_and_encryption() {
+        let p = volume_params(&config(json!({})), Some(&source())).unwrap();
+        assert_eq!(p.snapshot_id.as_deref(), Some("snap-src"));
+        assert_eq!(p.volume_type.as_deref(), Some("gp3"));
+        assert_eq!(p.iops, Some(3000));
+        assert_eq!(p.throughput, Some(125));
+        assert_eq!(p.encrypted, Some(true));
+        assert_eq!(p.kms_key_id.as_deref(), Some("key-src"));
+    }
+
+    #[test]
+    fn root_volume_encryption_options_apply_to_the_working_volume() {
+        let mut image = source();
+        image.block_device_mappings = Some(vec![BlockDeviceMapping::builder()
+            .device_name("/dev/xvda")
+            .ebs(
+                EbsBlockDevice::builder()
+                    .snapshot_id("snap-src")
+                    .volume_size(8)
+                    .build(),
+            )
+            .build()]);
+        let c = config(
+            json!({"root_volume_encrypt_boot": true, "root_volume_kms_key_id": "alias/build"}),
+        );
+        let p = volume_params(&c, Some(&image)).unwrap();
+        assert_eq!(p.encrypted, Some(true));
+        assert_eq!(p.kms_key_id.as_deref(), Some("alias/build"));
+    }
+
+    #[test]
+    fn from_scratch_uses_the_template_mappings() {
+        let c = config(json!({
+            "from_scratch": true,
+            "source_ami": "",
+            "root_device_name": "/dev/xvda",
+            "root_volume_size": 10,
+            "ami_virtualization_type": "hvm",
+            "pre_mount_commands": ["mkfs.ext4 {{.Device}}"],
+            "ami_block_device_mappings": [
+                {"device_name": "/dev/xvda", "volume_type": "gp3", "delete_on_termination": true}
+            ]
+        }));
+        let p = volume_params(&c, None).unwrap();
+        assert_eq!(p.size, Some(10));
+        assert_eq!(p.volume_type.as_deref(), Some("gp2"));
+        let r = register_image_request(&c, None, "snap-new", "n").unwrap();
+        assert_eq!(r.architecture.as_deref(), Some("x86_64"));
+        let root = r.mappings[0].ebs().unwrap();
+        assert_eq!(root.snapshot_id(), Some("snap-new"));
+        assert_eq!(root.volume_size(), Some(10));
     }
 }

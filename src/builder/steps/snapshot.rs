@@ -111,3 +111,17 @@ fn rfc3339_now() -> String {
         rem % 60
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339_now;
+
+    #[test]
+    fn snapshot_descriptions_carry_an_rfc3339_utc_time() {
+        let now = rfc3339_now();
+        assert_eq!(now.len(), "2024-05-01T12:00:00Z".len(), "{now}");
+        assert!(now.ends_with('Z') && now.as_bytes()[10] == b'T', "{now}");
+        let year: i32 = now[..4].parse().unwrap();
+        assert!(year >= 2024, "{now}");
+    }
+}
