@@ -14,6 +14,9 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 PROFILE_DIR := $(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
 PLUGIN_BIN := $(TARGET_DIR)/$(PROFILE_DIR)/$(BINARY)
 PYTHON  ?= python3
+# Where `dev` puts packer-builder-amazon-chroot for Packer 1.6 (one of the
+# folders 1.6 searches).
+LEGACY_PLUGIN_DIR ?= $(HOME)/.packer.d/plugins
 
 .PHONY: deps build dev test testacc generate release demo clean
 
@@ -28,9 +31,9 @@ build:
 
 ## dev: build and install it where Packer finds it, as
 ##   `packer plugins install --path $(PLUGIN_BIN) github.com/$(ORG)/$(NAME)`
-##   would, plus ~/.packer.d/plugins/packer-builder-$(NAME) for Packer 1.6
+##   would, plus $(LEGACY_PLUGIN_DIR)/packer-builder-$(NAME) for Packer 1.6
 dev: build
-	scripts/install-plugin.sh $(PLUGIN_BIN) $(ORG)
+	scripts/install-plugin.sh $(PLUGIN_BIN) $(ORG) --legacy-dir $(LEGACY_PLUGIN_DIR)
 
 ## test: the whole suite (.ci/run calls this): `cargo test` (which includes
 ##   the end-to-end builds in the EC2 lab, tests/e2e_lab.rs), then the lab's
