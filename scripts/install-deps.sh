@@ -36,9 +36,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 if ! python3 -c 'import moto, boto3, pytest' 2>/dev/null; then
-  echo "installing Python packages from plugin-tests/requirements.txt"
+  echo "installing Python packages from plugin-tests/lab/requirements.txt"
   # Debian's own python3 refuses system-wide pip installs (PEP 668) unless told.
-  python3 -m pip install -q -r plugin-tests/requirements.txt 2>/dev/null ||
-    python3 -m pip install -q --break-system-packages -r plugin-tests/requirements.txt
+  python3 -m pip install -q -r plugin-tests/lab/requirements.txt 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages -r plugin-tests/lab/requirements.txt
 fi
 modprobe loop 2>/dev/null || true
