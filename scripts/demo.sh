@@ -6,7 +6,7 @@
 #
 # Usage: scripts/demo.sh PLUGIN_BINARY ORG
 # Needs root, Packer (Debian's `packer` 1.6.6 or Packer >= 1.7 as $PACKER),
-# python3 with plugin-tests/requirements.txt, busybox-static, e2fsprogs,
+# python3 with plugin-tests/lab/requirements.txt, busybox-static, e2fsprogs,
 # util-linux. Nothing leaves this machine: the lab listens on 127.0.0.1 only.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,7 +22,7 @@ die() { echo "demo: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root: the lab makes loop devices and the build mounts them"
 command -v "$PACKER" >/dev/null || die "no Packer: apt-get install packer (or set PACKER=/path/to/packer)"
 python3 -c 'import moto, boto3' 2>/dev/null ||
-  die "python3 -m pip install -r plugin-tests/requirements.txt (moto, boto3)"
+  die "python3 -m pip install -r plugin-tests/lab/requirements.txt (moto, boto3)"
 [ -x "$binary" ] || die "no plugin binary at $binary (make build)"
 
 work=$(mktemp -d /var/tmp/amazon-chroot-demo.XXXXXX)
