@@ -64,6 +64,7 @@ impl Builder for AmazonChrootBuilder {
         if !cfg!(target_os = "linux") {
             return Err("The amazon-chroot builder only works on Linux environments.".into());
         }
+        let started = std::time::Instant::now();
         let settings = access::aws_settings(&config.access);
         let ec2 = connect(&settings).await?;
         let poller = Poller::new(settings.polling, cancel.clone());
@@ -84,6 +85,18 @@ impl Builder for AmazonChrootBuilder {
         if state.amis.is_empty() {
             return Ok(None);
         }
+        let amis: Vec<String> = state
+            .amis
+            .iter()
+            .map(|(region, ami)| format!("{region}: {ami}"))
+            .collect();
+        ctx.ui
+            .say(&format!(
+                "Build finished in {:.1?}; AMIs: {}",
+                started.elapsed(),
+                amis.join(", ")
+            ))
+            .await;
         Ok(Some(Arc::new(AmiArtifact {
             amis: state.amis.clone(),
             generated_data: state.generated_data.clone(),

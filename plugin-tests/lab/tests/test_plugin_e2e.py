@@ -247,6 +247,7 @@ build {{
     said = says(result)
     assert any(s.startswith("Creating the root volume") for s in said), said
     assert any(s.startswith("Registering the AMI") for s in said), said
+    assert any(s.startswith("Build finished in ") and s.endswith(f"AMIs: {lab.region}: {ami_id}") for s in said), said
     assert not mounts_matching("/mnt/packer-amazon-chroot-volumes/"), "mounts left behind"
     # The provisioner's background `sleep` kept the chroot busy: it was named and ended.
     terminated = [line for line in result.stdout.splitlines() if "Terminated processes still running" in line]
