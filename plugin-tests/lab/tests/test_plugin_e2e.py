@@ -622,6 +622,76 @@ def test_region_copy_encryption_deprecation_protection_and_force_deregister(
         check_resolv_conf_intact(root)
 
 
+def test_sharing_product_codes_imds_uefi_and_networking_options_reach_the_image(
+        lab: Lab, source_ami: str, workdir: Path):
+    """One build with every option that changes the AMI's or its snapshot's
+    attributes and is not checked elsewhere; each is read back from EC2."""
+    token = uuid.uuid4().hex
+    ami_name = f"e2e-attrs-{token[:12]}"
+    org_arn = "arn:aws:organizations::123456789012:organization/o-abcdefghij"
+    ou_arn = "arn:aws:organizations::123456789012:ou/o-abcdefghij/ou-ab12-cdefgh34"
+    product_code = "abcdefghijklmnopqrstuvwxy"
+    uefi_data = "QU1aTlVFRkkAAAAAbGFiIHVlZmkgdmFyaWFibGUgc3RvcmU="
+    builder = {
+        "type": PLUGIN_TYPE,
+        "region": lab.region,
+        "custom_endpoint_ec2": lab.ec2_endpoint,
+        "source_ami": source_ami,
+        "ami_name": ami_name,
+        "ami_groups": ["all"],
+        "ami_org_arns": [org_arn],
+        "ami_ou_arns": [ou_arn],
+        "ami_product_codes": [product_code],
+        "snapshot_users": ["123456789012"],
+        "snapshot_groups": ["all"],
+        "imds_support": "v2.0",
+        # A valid combination: TPM needs a UEFI boot mode, uefi_data too.
+        "boot_mode": "uefi",
+        "tpm_support": "v2.0",
+        "uefi_data": uefi_data,
+        "sriov_support": True,
+        "ena_support": True,
+        "tags": {"Token": token},
+        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
+    }
+    write_json_template(workdir / "attrs.json", builder, [{"type": "shell", "inline": ["echo attrs > /etc/e2e-attrs.txt"]}])
+
+    result = run_packer(workdir / "attrs.json", workdir, lab.process_env(), fake_sys_block=False)
+
+    ami_id = assert_our_plugin_built(result)
+    assert_clean(lab, result)
+    ec2 = lab.ec2()
+    image = ec2.describe_images(ImageIds=[ami_id])["Images"][0]
+    assert image["Name"] == ami_name and image["State"] == "available", image
+    assert image.get("ImdsSupport") == "v2.0", image
+    assert image.get("BootMode") == "uefi", image
+    assert image.get("TpmSupport") == "v2.0", image
+    assert image.get("SriovNetSupport") == "simple", image
+    assert image.get("EnaSupport") is True, image
+    assert image.get("ProductCodes") == [{"ProductCodeId": product_code, "ProductCodeType": "marketplace"}], image
+
+    def attribute(name: str) -> dict:
+        return ec2.describe_image_attribute(ImageId=ami_id, Attribute=name)
+
+    perms = attribute("launchPermission")["LaunchPermissions"]
+    for perm in ({"Group": "all"}, {"OrganizationArn": org_arn}, {"OrganizationalUnitArn": ou_arn}):
+        assert perm in perms, perms
+    assert not [p for p in perms if "UserId" in p], perms
+    assert attribute("productCodes")["ProductCodes"] == [
+        {"ProductCodeId": product_code, "ProductCodeType": "marketplace"}]
+    assert attribute("imdsSupport")["ImdsSupport"] == {"Value": "v2.0"}
+    assert attribute("bootMode")["BootMode"] == {"Value": "uefi"}
+    assert attribute("tpmSupport")["TpmSupport"] == {"Value": "v2.0"}
+    assert attribute("uefiData")["UefiData"] == {"Value": uefi_data}
+    assert attribute("sriovNetSupport")["SriovNetSupport"] == {"Value": "simple"}
+
+    snapshot_id = image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    volume_perms = ec2.describe_snapshot_attribute(
+        SnapshotId=snapshot_id, Attribute="createVolumePermission")["CreateVolumePermissions"]
+    assert sorted(volume_perms, key=json.dumps) == sorted(
+        [{"UserId": "123456789012"}, {"Group": "all"}], key=json.dumps), volume_perms
+
+
 def lab_client(lab: Lab, region: str):
     import boto3
 
