@@ -622,10 +622,35 @@ def test_region_copy_encryption_deprecation_protection_and_force_deregister(
         check_resolv_conf_intact(root)
 
 
+@pytest.fixture
+def source_ami_without_ena(lab: Lab, source_ami: str):
+    """The lab source's root snapshot registered without ENA (the lab source
+    has it), so an image with ENA proves that ena_support set it."""
+    ec2 = lab.ec2()
+    source = ec2.describe_images(ImageIds=[source_ami])["Images"][0]
+    root = source["BlockDeviceMappings"][0]
+    image_id = ec2.register_image(
+        Name=f"e2e-source-no-ena-{uuid.uuid4().hex[:12]}",
+        Architecture=source["Architecture"],
+        VirtualizationType="hvm",
+        RootDeviceName=source["RootDeviceName"],
+        BlockDeviceMappings=[{"DeviceName": root["DeviceName"], "Ebs": {
+            "SnapshotId": root["Ebs"]["SnapshotId"], "VolumeSize": root["Ebs"]["VolumeSize"],
+            "VolumeType": "gp2", "DeleteOnTermination": True}}],
+    )["ImageId"]
+    try:
+        ec2.get_waiter("image_available").wait(ImageIds=[image_id], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        assert not ec2.describe_images(ImageIds=[image_id])["Images"][0].get("EnaSupport")
+        yield image_id
+    finally:
+        ec2.deregister_image(ImageId=image_id)
+
+
 def test_sharing_product_codes_imds_uefi_and_networking_options_reach_the_image(
-        lab: Lab, source_ami: str, workdir: Path):
+        lab: Lab, source_ami_without_ena: str, workdir: Path):
     """One build with every option that changes the AMI's or its snapshot's
     attributes and is not checked elsewhere; each is read back from EC2."""
+    source_ami = source_ami_without_ena
     token = uuid.uuid4().hex
     ami_name = f"e2e-attrs-{token[:12]}"
     org_arn = "arn:aws:organizations::123456789012:organization/o-abcdefghij"
