@@ -6,6 +6,14 @@
 //! resolved the way the kernel would resolve it for a process chrooted at
 //! the root: absolute symlinks start again at the root, `..` stops at the
 //! root, and symlink loops are an error.
+//!
+//! Resolving in user space and opening later leaves a race: a process
+//! running in the chroot can swap a directory for a symlink in between.
+//! [`OpenRoot`] closes it where the kernel allows, by opening below a
+//! directory fd of the root with `openat2(RESOLVE_IN_ROOT)` (Linux 5.6+),
+//! so the kernel applies the same rules atomically with the open; callers
+//! fall back to [`resolve_in_root`] when `openat2` is missing
+//! ([`is_openat2_unsupported`]).
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
