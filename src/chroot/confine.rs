@@ -27,6 +27,10 @@ use nix::sys::stat::{mkdirat, Mode};
 /// How many symlinks one resolution may follow, as the kernel's `MAXSYMLINKS`.
 const MAX_SYMLINKS: usize = 40;
 
+/// How often an `openat2` that the kernel failed with `EAGAIN` (a racing
+/// rename while resolving `..`) is tried again before giving up.
+const OPENAT2_RETRIES: usize = 16;
+
 /// Whether the last component of a path is followed when it is a symlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinalSymlink {
@@ -241,7 +245,16 @@ impl OpenRoot {
             .flags(flags | OFlag::O_CLOEXEC)
             .mode(mode)
             .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        Ok(openat2(&self.fd, relative, how)?)
+        // With RESOLVE_IN_ROOT the kernel answers EAGAIN when a rename or
+        // mount elsewhere raced a `..` it was resolving; trying again is
+        // what it asks for.
+        let mut attempts = 0;
+        loop {
+            match openat2(&self.fd, relative, how) {
+                Err(nix::errno::Errno::EAGAIN) if attempts < OPENAT2_RETRIES => attempts += 1,
+                other => return Ok(other?),
+            }
+        }
     }
 
     fn open_dir(&self, relative: &Path) -> io::Result<OwnedFd> {
