@@ -12,7 +12,13 @@
 //! File transfers are done by this process itself (not through
 //! `command_wrapper`), because confining paths needs to look at every
 //! component as it is written; chroot builds therefore need Packer to run
-//! as root, which mounting requires in practice anyway.
+//! as root, which mounting requires in practice anyway. Single-file
+//! uploads and downloads are confined by the kernel (`openat2` with
+//! `RESOLVE_IN_ROOT`, see [`OpenRoot`]), so a process running in the
+//! chroot meanwhile cannot redirect them by swapping a directory for a
+//! symlink; on kernels without `openat2` (< 5.6), and for `upload_dir` /
+//! `download_dir`, paths are resolved in user space and opened with
+//! `O_NOFOLLOW`, which leaves that race open.
 
 use std::io;
 use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
@@ -26,7 +32,9 @@ use futures::FutureExt;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use super::confine::{resolve_in_root, ConfineError, FinalSymlink};
+use super::confine::{
+    is_openat2_unsupported, relative_in_root, resolve_in_root, ConfineError, FinalSymlink, OpenRoot,
+};
 use super::host_shell::{
     exit_code, shell_quote, wait_or_kill, CommandWrapper, HostCommandError, HostShell,
 };
@@ -176,24 +184,25 @@ impl ChrootCommunicator {
         mut content: BoxRead,
         info: Option<FileInfo>,
     ) -> Result<(), CommunicatorError> {
-        let target = self.resolve(path)?;
-        if let Some(parent) = target.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(io_err("create directory", parent))?;
-        }
+        let relative = relative_in_root(&self.root, Path::new(path))?;
+        let target = self.root.join(&relative);
         let mode = info
             .as_ref()
             .map_or(DEFAULT_FILE_MODE, |i| go_mode_to_unix(i.mode));
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-            .open(&target)
-            .await
-            .map_err(io_err("create", &target))?;
+        let root = self.root.clone();
+        let confined = tokio::task::spawn_blocking(move || {
+            OpenRoot::open(&root)?.create_file(&relative, mode)
+        })
+        .await
+        .map_err(|e| io_err("create", &target)(io::Error::other(e)))?;
+        let mut file = match confined {
+            Ok(file) => tokio::fs::File::from_std(file),
+            Err(e) if is_openat2_unsupported(&e) => {
+                tracing::debug!(path, "no openat2 in this kernel; resolving in user space");
+                self.create_resolved(path, mode).await?
+            }
+            Err(e) => return Err(io_err("create", &target)(e)),
+        };
         tokio::io::copy(&mut content, &mut file)
             .await
             .map_err(io_err("write", &target))?;
@@ -213,11 +222,53 @@ impl ChrootCommunicator {
         Ok(())
     }
 
-    async fn download_file(&self, path: &str, mut out: BoxWrite) -> Result<(), CommunicatorError> {
-        let source = self.resolve(path)?;
-        let file = tokio::fs::File::open(&source)
+    /// Fallback for kernels without `openat2`: resolves in user space, then
+    /// opens with `O_NOFOLLOW`. A process in the chroot swapping a parent
+    /// directory for a symlink between the two can still redirect it.
+    async fn create_resolved(
+        &self,
+        path: &str,
+        mode: u32,
+    ) -> Result<tokio::fs::File, CommunicatorError> {
+        let target = self.resolve(path)?;
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(io_err("create directory", parent))?;
+        }
+        tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&target)
             .await
-            .map_err(io_err("open", &source))?;
+            .map_err(io_err("create", &target))
+    }
+
+    async fn download_file(&self, path: &str, mut out: BoxWrite) -> Result<(), CommunicatorError> {
+        let relative = relative_in_root(&self.root, Path::new(path))?;
+        let source = self.root.join(&relative);
+        let root = self.root.clone();
+        let confined =
+            tokio::task::spawn_blocking(move || OpenRoot::open(&root)?.open_read(&relative))
+                .await
+                .map_err(|e| io_err("open", &source)(io::Error::other(e)))?;
+        let file = match confined {
+            Ok(file) => tokio::fs::File::from_std(file),
+            Err(e) if is_openat2_unsupported(&e) => {
+                tracing::debug!(path, "no openat2 in this kernel; resolving in user space");
+                let resolved = self.resolve(path)?;
+                tokio::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                    .open(&resolved)
+                    .await
+                    .map_err(io_err("open", &resolved))?
+            }
+            Err(e) => return Err(io_err("open", &source)(e)),
+        };
         tokio::io::copy(&mut BufReader::new(file), &mut out)
             .await
             .map_err(io_err("read", &source))?;

@@ -245,6 +245,62 @@ async fn uploads_and_downloads_never_leave_the_chroot() {
     assert!(err.is_err());
 }
 
+/// Removes a host file a failing test might have written.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn a_dir_linked_to_host_etc_confines_uploads_and_downloads_to_the_chroot_etc() {
+    let c = chroot();
+    let name = format!("packer-confine-test-{}", std::process::id());
+    let host_file = PathBuf::from("/etc").join(&name);
+    let _cleanup = RemoveOnDrop(host_file.clone());
+    std::fs::create_dir_all(c.dir.path().join("srv")).unwrap();
+    std::os::unix::fs::symlink("/etc", c.dir.path().join("srv/conf")).unwrap();
+    let requested = format!("/srv/conf/{name}");
+    c.comm
+        .upload(&requested, reader("confined\n"), None)
+        .await
+        .unwrap();
+    assert!(!host_file.exists(), "wrote into the host's /etc");
+    let inside = c.dir.path().join("etc").join(&name);
+    assert_eq!(std::fs::read_to_string(&inside).unwrap(), "confined\n");
+
+    // The image's /etc/marker, never the host's /etc.
+    let out = Captured::default();
+    c.comm
+        .download("/srv/conf/marker", Box::new(out.clone()))
+        .await
+        .unwrap();
+    assert_eq!(out.text(), "inside-the-chroot\n");
+}
+
+#[tokio::test]
+async fn fallback_without_openat2_creates_parents_inside_the_chroot() {
+    let c = chroot();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), c.dir.path().join("etc/escape")).unwrap();
+    let mut file = c
+        .comm
+        .create_resolved("/etc/escape/d/f", 0o600)
+        .await
+        .unwrap();
+    file.write_all(b"x").await.unwrap();
+    file.flush().await.unwrap();
+    assert!(!outside.path().join("d").exists(), "wrote on the host");
+    let inside = c
+        .dir
+        .path()
+        .join(outside.path().strip_prefix("/").unwrap())
+        .join("d/f");
+    assert_eq!(std::fs::read_to_string(inside).unwrap(), "x");
+}
+
 #[tokio::test]
 async fn download_reads_a_file_in_the_chroot() {
     let c = chroot();
