@@ -365,7 +365,8 @@ async fn unauthorized_operation_is_decoded_through_sts_when_asked() {
     let explained = ec2.explain(unauthorized()).await;
     assert!(
         explained.to_string().ends_with(
-            "(decoded authorization message: {\"allowed\":false,\"explicitDeny\":false})"
+            "(the credentials lack the IAM permission ec2:CreateVolume; decoded authorization \
+             message: {\"allowed\":false,\"explicitDeny\":false})"
         ),
         "{explained}"
     );

@@ -64,7 +64,7 @@ pub enum AwsError {
     #[error("{operation}{} failed: {}{message}{}",
         resource.as_deref().map(|r| format!(" on {r}")).unwrap_or_default(),
         code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(),
-        decoded.as_deref().map(|d| format!(" (decoded authorization message: {d})")).unwrap_or_default())]
+        authorization_hint(operation, code.as_deref(), decoded.as_deref()))]
     Api {
         /// The API operation, e.g. `CreateVolume`.
         operation: &'static str,
@@ -114,6 +114,23 @@ pub enum AwsError {
         /// What was awaited.
         what: String,
     },
+}
+
+/// What to do about a refused call: name the IAM action, and either show the
+/// decoded reason or say how to get it.
+fn authorization_hint(operation: &str, code: Option<&str>, decoded: Option<&str>) -> String {
+    match (code, decoded) {
+        (Some("UnauthorizedOperation"), None) => format!(
+            " (the credentials lack the IAM permission ec2:{operation}; \
+             set decode_authorization_messages = true to see the decoded reason)"
+        ),
+        (Some("UnauthorizedOperation"), Some(d)) => format!(
+            " (the credentials lack the IAM permission ec2:{operation}; \
+             decoded authorization message: {d})"
+        ),
+        (_, Some(d)) => format!(" (decoded authorization message: {d})"),
+        _ => String::new(),
+    }
 }
 
 impl AwsError {
@@ -230,6 +247,41 @@ mod tests {
         assert!(!api(Some("InvalidVolume.NotFound"), "gone").is_transient());
         assert!(api(Some("InvalidVolume.NotFound"), "gone").is_not_found());
         assert!(!api(Some("UnauthorizedOperation"), "no").is_not_found());
+    }
+
+    #[test]
+    fn unauthorized_operation_names_the_action_and_suggests_decoding() {
+        let shown = api(
+            Some("UnauthorizedOperation"),
+            "You are not authorized to perform this operation. Encoded authorization failure message: AbC-123",
+        )
+        .to_string();
+        assert_eq!(
+            shown,
+            "DescribeVolumes on vol-1 failed: UnauthorizedOperation: You are not authorized to \
+             perform this operation. Encoded authorization failure message: AbC-123 (the \
+             credentials lack the IAM permission ec2:DescribeVolumes; set \
+             decode_authorization_messages = true to see the decoded reason)"
+        );
+    }
+
+    #[test]
+    fn unauthorized_operation_shows_the_decoded_message_when_decoded() {
+        let shown = AwsError::Api {
+            operation: "CreateVolume",
+            resource: None,
+            code: Some("UnauthorizedOperation".into()),
+            message: "You are not authorized to perform this operation.".into(),
+            decoded: Some("{\"allowed\":false}".into()),
+            retryable: false,
+        }
+        .to_string();
+        assert_eq!(
+            shown,
+            "CreateVolume failed: UnauthorizedOperation: You are not authorized to perform this \
+             operation. (the credentials lack the IAM permission ec2:CreateVolume; decoded \
+             authorization message: {\"allowed\":false})"
+        );
     }
 
     #[test]

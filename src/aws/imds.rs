@@ -493,7 +493,15 @@ pub(crate) mod tests {
         );
         assert!(shown.contains("Connection refused"), "{shown}");
         assert!(shown.contains(&format!("127.0.0.1:{port}")), "{shown}");
-        assert!(shown.contains("hop limit"), "{shown}");
+        assert!(
+            shown.ends_with(
+                "amazon-chroot must run on an EC2 instance that can reach its metadata service: \
+                 not on EC2? IMDS disabled on the instance (http-endpoint)? In a container, the \
+                 IMDSv2 hop limit must be at least 2 (http-put-response-hop-limit). Set \
+                 AWS_EC2_METADATA_SERVICE_ENDPOINT to use another endpoint"
+            ),
+            "{shown}"
+        );
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ const EBS_BY_ID_PREFIX: &str = "nvme-Amazon_Elastic_Block_Store_";
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// Every letter f–p is in use locally or on the instance.
-    #[error("no free device: /dev/sd[f-p] and /dev/xvd[f-p] are all in use (locally under {dev_root:?} or attached to the instance: {attached:?})")]
+    #[error("no free device: /dev/sd[f-p] and /dev/xvd[f-p] are all in use (locally under {dev_root:?} or attached to the instance: {attached:?}). Detach volumes left attached by earlier builds, or set device_path to a name you know is free.")]
     NoneFree {
         /// The /dev root looked at.
         dev_root: PathBuf,
@@ -36,7 +36,7 @@ pub enum DeviceError {
         attached: Vec<String>,
     },
     /// `device_path` names a node that already exists.
-    #[error("Device is in use: {0}")]
+    #[error("Device is in use: {0}. Another volume is attached there (a parallel build, or one left by an earlier build): leave device_path empty to pick a free device, set it to a free /dev/sd[f-p] name, or wait for the other build to finish.")]
     InUse(String),
     /// `device_path` is not of the form `/dev/sdX` or `/dev/xvdX`.
     #[error("device_path {0:?} is not a /dev/sdX or /dev/xvdX name")]
@@ -50,7 +50,7 @@ pub enum DeviceError {
         source: io::Error,
     },
     /// The attached volume's node did not appear in time.
-    #[error("volume {volume_id} (attached as {api_name}) did not appear on this host within {waited:?}; looked for: {looked_for}")]
+    #[error("volume {volume_id} (attached as {api_name}) did not appear on this host within {waited:?}; looked for: {looked_for}. On Nitro instances the volume is an NVMe device found through udev's /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_* links: check that udev runs and the EBS NVMe rules (amazon-ec2-utils or ec2-utils) are installed, or set nvme_device_path to the device node.")]
     NotFound {
         /// The volume.
         volume_id: String,
@@ -500,6 +500,13 @@ mod tests {
         let attached: Vec<String> = ('f'..='p').map(|l| format!("/dev/sd{l}")).collect();
         let err = pick_free_device(dev.path(), &attached).unwrap_err();
         assert!(matches!(err, DeviceError::NoneFree { .. }), "{err}");
+        assert!(
+            err.to_string().ends_with(
+                "Detach volumes left attached by earlier builds, or set device_path to a name \
+                 you know is free."
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -522,6 +529,17 @@ mod tests {
             choose_device_path("/dev/nvme1n1", &[]),
             Err(DeviceError::BadName(_))
         ));
+    }
+
+    #[test]
+    fn device_in_use_says_how_to_pick_another() {
+        let err = choose_device_path("/dev/xvdn", &["/dev/sdn".into()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Device is in use: /dev/xvdn. Another volume is attached there (a parallel build, or \
+             one left by an earlier build): leave device_path empty to pick a free device, set \
+             it to a free /dev/sd[f-p] name, or wait for the other build to finish."
+        );
     }
 
     #[test]
@@ -637,6 +655,15 @@ mod tests {
         );
         assert!(msg.contains("serial vol0abc123"), "{msg}");
         assert!(msg.contains("xvdg") && msg.contains("sdg"), "{msg}");
+        assert!(
+            msg.ends_with(
+                "On Nitro instances the volume is an NVMe device found through udev's \
+                 /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_* links: check that udev runs \
+                 and the EBS NVMe rules (amazon-ec2-utils or ec2-utils) are installed, or set \
+                 nvme_device_path to the device node."
+            ),
+            "{msg}"
+        );
     }
 
     #[tokio::test]

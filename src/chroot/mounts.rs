@@ -132,7 +132,7 @@ pub enum MountError {
     #[error("{0:?} is already a mount point (a leftover of an earlier build? unmount it first)")]
     AlreadyMounted(PathBuf),
     /// The root volume's mount failed.
-    #[error("Error mounting root volume {device:?} on {path:?}: {source}")]
+    #[error("Error mounting root volume {device:?} on {path:?}: {source}. Check mount_partition (\"0\" mounts the whole device) and that this host's kernel supports the volume's filesystem; an XFS volume made from the same AMI as this host has a duplicate UUID: add \"nouuid\" to mount_options.")]
     Root {
         /// The device (partition).
         device: PathBuf,

@@ -17,6 +17,21 @@ use crate::plugin::api::BoxError;
 /// two minutes covers slow hosts and still fails a lost device clearly.
 const DEVICE_NODE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Says what to do when EC2 refuses the device name because another volume
+/// holds it ("Attachment point /dev/sdf is already in use").
+fn attach_error(api_name: &str, err: AwsError) -> BuildError {
+    let in_use = matches!(&err, AwsError::Api { message, .. }
+        if message.contains("Attachment point") && message.contains("already in use"));
+    if in_use {
+        BuildError::AttachmentPointInUse {
+            device: api_name.to_string(),
+            source: Box::new(err),
+        }
+    } else {
+        BuildError::Aws(err)
+    }
+}
+
 /// Attaches the working volume to this instance.
 pub struct AttachVolume;
 
@@ -42,7 +57,12 @@ impl Step<BuildState> for AttachVolume {
             .device(&device.api_name)
             .send()
             .await
-            .map_err(|e| AwsError::api("AttachVolume", volume_id.clone(), e))?;
+            .map_err(|e| {
+                attach_error(
+                    &device.api_name,
+                    AwsError::api("AttachVolume", volume_id.clone(), e),
+                )
+            })?;
         state.attached = true;
         state
             .ec2
@@ -100,4 +120,38 @@ pub async fn detach(state: &mut BuildState, ctx: &StepContext) -> Result<(), Box
     state.attached = false;
     state.local_device = None;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(message: &str) -> AwsError {
+        AwsError::Api {
+            operation: "AttachVolume",
+            resource: Some("vol-1".into()),
+            code: Some("InvalidParameterValue".into()),
+            message: message.into(),
+            decoded: None,
+            retryable: false,
+        }
+    }
+
+    #[test]
+    fn attachment_point_in_use_says_how_to_pick_another_device() {
+        let e = attach_error(
+            "/dev/sdf",
+            refused("Invalid value '/dev/sdf' for unixDevice. Attachment point /dev/sdf is already in use"),
+        );
+        assert_eq!(
+            e.to_string(),
+            "AttachVolume on vol-1 failed: InvalidParameterValue: Invalid value '/dev/sdf' for \
+             unixDevice. Attachment point /dev/sdf is already in use. Another volume is attached \
+             at /dev/sdf (a parallel build, or one left by an earlier build): leave device_path \
+             empty to pick a free device, set it to a free /dev/sd[f-p] name, or wait for the \
+             other build to finish."
+        );
+        let other = attach_error("/dev/sdf", refused("Volume is in the wrong state"));
+        assert!(matches!(other, BuildError::Aws(_)), "{other}");
+    }
 }

@@ -191,7 +191,7 @@ pub enum BuildError {
     #[error("internal error: no {0} in the build state (a step ran out of order)")]
     Missing(&'static str),
     /// The AMI name is taken and `force_deregister` is off.
-    #[error("Error: AMI Name: '{name}' is used by an existing AMI: {ami}")]
+    #[error("Error: AMI Name: '{name}' is used by an existing AMI: {ami}. Set force_deregister to true to replace it, or change ami_name.")]
     AmiNameTaken {
         /// The name.
         name: String,
@@ -206,19 +206,29 @@ pub enum BuildError {
         /// The regions DescribeRegions listed.
         known: String,
     },
+    /// EC2 refused the attachment because another volume holds the device name.
+    #[error("{source}. Another volume is attached at {device} (a parallel build, or one left by an earlier build): leave device_path empty to pick a free device, set it to a free /dev/sd[f-p] name, or wait for the other build to finish.")]
+    AttachmentPointInUse {
+        /// The device name given to AttachVolume.
+        device: String,
+        /// EC2's refusal.
+        source: Box<AwsError>,
+    },
     /// The source AMI could not be found.
-    #[error("No AMI was found matching {0}")]
+    #[error("No AMI was found matching {0}. Check the filters and owners: the AMI must exist in this region and be visible to this account.")]
     NoSourceAmi(String),
     /// The filter matched several AMIs and `most_recent` is off.
-    #[error("Your query returned more than one result ({count}: {ids}). Please try a more specific search, or set most_recent to true.")]
+    #[error("Your query returned more than one result ({count}: {ids}) for {query}. Please try a more specific search, or set most_recent to true.")]
     ManySourceAmis {
+        /// The query, with its filters and owners.
+        query: String,
         /// How many matched.
         count: usize,
         /// Their ids.
         ids: String,
     },
     /// The source AMI is instance-store backed.
-    #[error("The root device of the source AMI must be EBS-backed (source {ami} has root device type {kind:?}).")]
+    #[error("The root device of the source AMI must be EBS-backed (source {ami} has root device type {kind:?}). Choose an EBS-backed source AMI: amazon-chroot copies the root snapshot, and instance-store AMIs have none.")]
     NotEbsBacked {
         /// The source AMI.
         ami: String,

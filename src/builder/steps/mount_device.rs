@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::VirtualizationType;
 use super::{BuildError, BuildState};
 use crate::builder::runner::{Outcome, Step, StepContext};
 use crate::builder::template::TemplateData;
-use crate::chroot::mounts::{mount_points, unmount_all_under, BusyPolicy};
+use crate::chroot::mounts::{mount_points, unmount_all_under, BusyPolicy, ProcessInfo};
 use crate::chroot::ChrootMounts;
 use crate::plugin::api::{BoxError, Value};
 
@@ -105,6 +105,18 @@ impl Step<BuildState> for MountDevice {
     }
 }
 
+/// Names the processes the provisioners left behind and how to avoid them.
+fn terminated_message(terminated: &[ProcessInfo]) -> String {
+    let names: Vec<String> = terminated.iter().map(ToString::to_string).collect();
+    format!(
+        "Terminated processes still running in the chroot: {}. A provisioner started them \
+         (often a service started by a package install): stop them at the end of provisioning, \
+         or keep services from starting in the chroot (on Debian/Ubuntu a \
+         /usr/sbin/policy-rc.d that exits 101).",
+        names.join(", ")
+    )
+}
+
 /// Unmounts the chroot (extra mounts first, deepest first, the root last),
 /// if it is mounted; also used by the early cleanup.
 pub async fn unmount(state: &mut BuildState, ctx: &StepContext) -> Result<(), BoxError> {
@@ -115,13 +127,8 @@ pub async fn unmount(state: &mut BuildState, ctx: &StepContext) -> Result<(), Bo
     match mounts.unmount_all().await {
         Ok(report) => {
             if !report.terminated.is_empty() {
-                let names: Vec<String> =
-                    report.terminated.iter().map(ToString::to_string).collect();
                 ctx.ui
-                    .message(&format!(
-                        "Terminated processes still running in the chroot: {}",
-                        names.join(", ")
-                    ))
+                    .message(&terminated_message(&report.terminated))
                     .await;
             }
             Ok(())
@@ -141,5 +148,31 @@ pub async fn unmount(state: &mut BuildState, ctx: &StepContext) -> Result<(), Bo
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminated_processes_are_named_with_how_to_keep_services_out() {
+        let shown = terminated_message(&[
+            ProcessInfo {
+                pid: 41,
+                comm: "nginx".into(),
+            },
+            ProcessInfo {
+                pid: 42,
+                comm: "sleep".into(),
+            },
+        ]);
+        assert_eq!(
+            shown,
+            "Terminated processes still running in the chroot: pid 41 (nginx), pid 42 (sleep). \
+             A provisioner started them (often a service started by a package install): stop \
+             them at the end of provisioning, or keep services from starting in the chroot (on \
+             Debian/Ubuntu a /usr/sbin/policy-rc.d that exits 101)."
+        );
     }
 }

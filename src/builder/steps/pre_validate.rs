@@ -72,13 +72,36 @@ impl Step<BuildState> for PreValidate {
             .send()
             .await
             .map_err(|e| AwsError::api("DescribeImages", name.clone(), e))?;
-        if let Some(image) = out.images().first() {
-            return Err(BuildError::AmiNameTaken {
-                name: name.clone(),
-                ami: image.image_id().unwrap_or("?").to_string(),
-            }
-            .into());
-        }
+        check_name_free(name, out.images())?;
         Ok(())
+    }
+}
+
+/// Fails when an AMI of this account already carries the name.
+fn check_name_free(name: &str, owned: &[aws_sdk_ec2::types::Image]) -> Result<(), BuildError> {
+    match owned.first() {
+        Some(image) => Err(BuildError::AmiNameTaken {
+            name: name.to_string(),
+            ami: image.image_id().unwrap_or("?").to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::types::Image;
+
+    #[test]
+    fn taken_ami_name_suggests_force_deregister_or_another_name() {
+        let owned = [Image::builder().image_id("ami-0old").build()];
+        let e = check_name_free("web-ami", &owned).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Error: AMI Name: 'web-ami' is used by an existing AMI: ami-0old. Set \
+             force_deregister to true to replace it, or change ami_name."
+        );
+        assert!(check_name_free("web-ami", &[]).is_ok());
     }
 }

@@ -2,6 +2,9 @@
 //! build region encrypted), all regions at once. An intermediary AMI
 //! (`encrypt_boot`, `skip_save_build_region`) is deregistered afterwards.
 
+use std::future::Future;
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use super::register_ami::is_intermediary;
@@ -9,6 +12,39 @@ use super::{destroy_ami, BuildError, BuildState};
 use crate::aws::AwsError;
 use crate::builder::runner::{Step, StepContext};
 use crate::plugin::api::BoxError;
+
+/// How often a running copy is reported: EC2 gives image copies no
+/// progress figure, so the user at least sees the build is alive.
+const COPY_REPORT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The periodic line about a copy in progress.
+fn still_copying(source_ami: &str, region: &str, waited: Duration) -> String {
+    format!(
+        "Still copying {source_ami} to {region} ({} s)",
+        waited.as_secs()
+    )
+}
+
+/// Awaits `copy`, calling `report` with the time waited so far every `interval`.
+async fn report_while_copying<T, R, F>(
+    copy: impl Future<Output = T>,
+    interval: Duration,
+    mut report: R,
+) -> T
+where
+    R: FnMut(Duration) -> F,
+    F: Future<Output = ()>,
+{
+    let started = tokio::time::Instant::now();
+    let mut ticks = tokio::time::interval_at(started + interval, interval);
+    tokio::pin!(copy);
+    loop {
+        tokio::select! {
+            done = &mut copy => return done,
+            _ = ticks.tick() => report(started.elapsed()).await,
+        }
+    }
+}
 
 /// Copies the AMI to other regions.
 pub struct RegionCopy;
@@ -93,7 +129,16 @@ impl Step<BuildState> for RegionCopy {
                     .await
                     .map_err(|e| AwsError::api("CopyImage", source_ami.clone(), e))?;
                 let id = out.image_id().unwrap_or_default().to_string();
-                let image = ec2.wait_image_copied(&poller, &id).await;
+                let image = report_while_copying(
+                    ec2.wait_image_copied(&poller, &id),
+                    COPY_REPORT_INTERVAL,
+                    |waited| {
+                        let ui = ui.clone();
+                        let line = still_copying(&source_ami, &region, waited);
+                        async move { ui.message(&line).await }
+                    },
+                )
+                .await;
                 let snapshots = image
                     .as_ref()
                     .map(|i| {
@@ -149,7 +194,9 @@ impl Step<BuildState> for RegionCopy {
 
 #[cfg(test)]
 mod tests {
-    use super::copy_targets;
+    use super::{copy_targets, report_while_copying, still_copying};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
@@ -177,6 +224,34 @@ mod tests {
         assert_eq!(
             copy_targets(&s(&["eu-west-1"]), "us-east-1", true, true),
             s(&["eu-west-1"])
+        );
+    }
+
+    #[tokio::test]
+    async fn long_copies_report_the_time_waited_until_done() {
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = lines.clone();
+        let copied = report_while_copying(
+            async {
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                "ami-copy"
+            },
+            Duration::from_secs(1),
+            |waited| {
+                seen.lock()
+                    .unwrap()
+                    .push(still_copying("ami-1", "eu-west-1", waited));
+                async {}
+            },
+        )
+        .await;
+        assert_eq!(copied, "ami-copy");
+        assert_eq!(
+            *lines.lock().unwrap(),
+            [
+                "Still copying ami-1 to eu-west-1 (1 s)",
+                "Still copying ami-1 to eu-west-1 (2 s)"
+            ]
         );
     }
 }

@@ -140,6 +140,7 @@ pub fn choose_image(
         0 => Err(BuildError::NoSourceAmi(what.to_string())),
         1 => Ok(images.remove(0)),
         n if !most_recent => Err(BuildError::ManySourceAmis {
+            query: what.to_string(),
             count: n,
             ids: images
                 .iter()
@@ -216,7 +217,11 @@ mod tests {
     #[test]
     fn no_match_names_the_query() {
         let e = choose_image(vec![], false, "source_ami ami-1").unwrap_err();
-        assert_eq!(e.to_string(), "No AMI was found matching source_ami ami-1");
+        assert_eq!(
+            e.to_string(),
+            "No AMI was found matching source_ami ami-1. Check the filters and owners: the AMI \
+             must exist in this region and be visible to this account."
+        );
     }
 
     #[test]
@@ -227,13 +232,38 @@ mod tests {
                 image("ami-2", "2021-01-01T00:00:00.000Z"),
             ],
             false,
-            "x",
+            "source_ami_filter (filters {\"name\": \"ubuntu-*\"}, owners [\"self\"])",
         )
         .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("more than one result (2: ami-1, ami-2)"),
-            "{e}"
+        assert_eq!(
+            e.to_string(),
+            "Your query returned more than one result (2: ami-1, ami-2) for source_ami_filter \
+             (filters {\"name\": \"ubuntu-*\"}, owners [\"self\"]). Please try a more specific \
+             search, or set most_recent to true."
+        );
+    }
+
+    #[test]
+    fn instance_store_source_ami_is_refused_with_what_to_choose() {
+        let args = crate::plugin::api::PrepareArgs {
+            kind: crate::plugin::api::TemplateKind::Json,
+            config: serde_json::json!({"ami_name": "test-ami", "source_ami": "ami-src"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            packer: crate::plugin::api::PackerSettings::default(),
+        };
+        let config = Config::from_prepare(&args).expect("valid test config").0;
+        let source = Image::builder()
+            .image_id("ami-src")
+            .root_device_type(DeviceType::InstanceStore)
+            .build();
+        let e = check_image(&source, &config).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "The root device of the source AMI must be EBS-backed (source ami-src has root device \
+             type \"instance-store\"). Choose an EBS-backed source AMI: amazon-chroot copies the \
+             root snapshot, and instance-store AMIs have none."
         );
     }
 

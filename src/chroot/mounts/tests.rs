@@ -155,6 +155,46 @@ async fn refuses_to_mount_over_an_existing_mount() {
 }
 
 #[tokio::test]
+async fn failed_root_mount_suggests_partition_filesystem_and_nouuid() {
+    let base = tempfile::tempdir().unwrap();
+    let _guard = MountGuard(base.path().to_path_buf());
+    let root = base.path().join("root");
+    // The kernel's refusal of a duplicate XFS UUID, as mount reports it.
+    let wrapper: CommandWrapper = Arc::new(|c: &str| {
+        if c.starts_with("mount ") {
+            Ok("echo 'mount: wrong fs type, bad option, bad superblock' >&2; exit 32".into())
+        } else {
+            Ok(c.to_string())
+        }
+    });
+    let err = ChrootMounts::mount_root(
+        HostShell::new(wrapper),
+        Path::new("/dev/xvdf1"),
+        &root,
+        &[],
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, MountError::Root { .. }), "{msg}");
+    assert!(
+        msg.starts_with("Error mounting root volume \"/dev/xvdf1\" on "),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with(
+            "failed with exit code 32: mount: wrong fs type, bad option, bad superblock. Check \
+             mount_partition (\"0\" mounts the whole device) and that this host's kernel \
+             supports the volume's filesystem; an XFS volume made from the same AMI as this host \
+             has a duplicate UUID: add \"nouuid\" to mount_options."
+        ),
+        "{msg}"
+    );
+    assert!(!root.exists(), "the mount directory it created is removed");
+}
+
+#[tokio::test]
 async fn unmounts_in_reverse_order_even_after_a_failure() {
     let disk = LoopDevice::with_ext4(32, false);
     let base = tempfile::tempdir().unwrap();
