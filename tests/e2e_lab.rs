@@ -1,5 +1,5 @@
 //! End-to-end builds: Debian's packer 1.6.6 drives this crate's plugin
-//! binary in the EC2 lab (plugin-tests/lab/tests/test_plugin_e2e.py).
+//! binary in the EC2 lab (plugin-tests/lab/tests/test_plugin_e2e*.py).
 //! The scenarios live in pytest next to the lab they use; this test runs
 //! them as part of `cargo test`, with the freshly built plugin.
 //!
@@ -23,15 +23,21 @@ fn packer_builds_with_our_plugin_in_the_ec2_lab() {
         "the EC2 lab's Python packages are missing ({}): python3 -m pip install -r plugin-tests/lab/requirements.txt",
         String::from_utf8_lossy(&deps.stderr).trim()
     );
+    let mut modules: Vec<String> = std::fs::read_dir(lab.join("tests"))
+        .expect("reading plugin-tests/lab/tests")
+        .map(|entry| entry.expect("a directory entry").file_name())
+        .filter_map(|name| name.into_string().ok())
+        .filter(|name| name.starts_with("test_plugin_e2e") && name.ends_with(".py"))
+        .map(|name| format!("tests/{name}"))
+        .collect();
+    modules.sort();
+    assert!(
+        !modules.is_empty(),
+        "no tests/test_plugin_e2e*.py in the lab"
+    );
     let status = Command::new("python3")
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/test_plugin_e2e.py",
-        ])
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .args(&modules)
         .current_dir(&lab)
         .env(
             "PLUGIN_BIN",

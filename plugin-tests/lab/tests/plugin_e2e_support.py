@@ -1,0 +1,170 @@
+"""What the end-to-end builds of OUR plugin in the EC2 lab share: the
+plugin installed under its legacy name, the lab and source-AMI fixtures,
+and the checks every scenario makes (the build succeeded with our plugin,
+the AMI in the API, the lab's leak report clean).
+
+Debian's packer 1.6.6 drives our plugin binary (PLUGIN_BIN, passed by
+`cargo test --test e2e_lab`), installed next to the template as
+`packer-builder-amazon-chroot-rs`, so the template type is
+`amazon-chroot-rs` and never 1.6.6's builtin. Needs root, /usr/bin/packer,
+busybox-static and the lab's Python packages (requirements.txt).
+
+Test modules import the fixtures they use by name (`lab`, `source_ami`,
+`workdir`); each module then gets its own lab.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from baseline_support import (
+    PACKER,
+    Lab,
+    PackerResult,
+    unmount_below,
+)
+
+PLUGIN_TYPE = "amazon-chroot-rs"
+PLUGIN_NAME = f"packer-builder-{PLUGIN_TYPE}"
+SOURCE_FILTER_NAME = "lab-source-busybox-partitioned-*"
+#: What the lab's source image has at /etc/resolv.conf (see images/make-source-image).
+SOURCE_RESOLV_TARGET = "../run/systemd/resolve/stub-resolv.conf"
+
+
+def plugin_binary() -> Path:
+    path = os.environ.get("PLUGIN_BIN")
+    if not path:
+        pytest.fail("PLUGIN_BIN is not set: run these tests through `cargo test --test e2e_lab`")
+    if not os.path.exists(path):
+        pytest.fail(f"PLUGIN_BIN={path} does not exist")
+    return Path(path)
+
+
+def check_prerequisites() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the end-to-end builds need root (loop devices, mounts, chroot)")
+    if not os.path.exists(PACKER):
+        pytest.fail(f"{PACKER} missing: apt-get install packer (Debian's 1.6.6)")
+
+
+@contextlib.contextmanager
+def running_lab(name: str, state_dir: Path, device_style: str):
+    """A started lab; it is always stopped, and its leak report must be clean."""
+    check_prerequisites()
+    started = Lab.start(name, state_dir, device_style)
+    try:
+        yield started
+    finally:
+        try:
+            assert_clean(started)
+        finally:
+            started.stop()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with running_lab(f"e2e-{os.getpid()}", tmp_path_factory.mktemp("lab-xen"), "xen") as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def source_ami(lab: Lab) -> str:
+    return lab.register_source_ami("partitioned")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path):
+    """The test's directory with our plugin installed; anything still mounted
+    below it is unmounted at the end (and that is a failure)."""
+    shutil.copy(plugin_binary(), tmp_path / PLUGIN_NAME)
+    yield tmp_path
+    leftover = unmount_below(tmp_path)
+    assert not leftover, f"the build left mounts behind below {tmp_path}: {leftover}"
+
+
+#: `labctl leaks` also reports what other labs and builds on this host hold
+#: right now (their device nodes, mounts under the default mount root, the
+#: shared lock). A leak of ours never goes away by itself; theirs do, so a
+#: report must become clean within this many seconds.
+LEAK_SETTLE_SECONDS = 60
+
+
+def assert_clean(lab: Lab, result: PackerResult | None = None) -> None:
+    deadline = time.monotonic() + LEAK_SETTLE_SECONDS
+    clean, report = lab.leaks()
+    while not clean and time.monotonic() < deadline:
+        time.sleep(2)
+        clean, report = lab.leaks()
+    assert clean, report + ("\n" + result.failure_report() if result else "")
+
+
+def assert_our_plugin_built(result: PackerResult) -> str:
+    assert result.returncode == 0 and not result.timed_out, result.failure_report()
+    log = result.log_path.read_text(errors="replace")
+    assert PLUGIN_NAME in log, "packer did not start our plugin\n" + result.failure_report()
+    ids = result.artifact_ids()
+    assert len(ids) == 1 and lab_region_ok(ids), f"unexpected artifact ids {ids}\n{result.failure_report()}"
+    return next(iter(ids.values()))
+
+
+def lab_region_ok(ids: dict[str, str]) -> bool:
+    return all(v.startswith("ami-") for v in ids.values())
+
+
+def says(result: PackerResult) -> list[str]:
+    """The `==> name: text` lines of a machine-readable run, text only."""
+    out = []
+    for line in result.stdout.splitlines():
+        fields = line.split(",", 4)
+        if len(fields) == 5 and fields[2] == "ui" and fields[3] == "say":
+            text = fields[4].replace("%!(PACKER_COMMA)", ",")
+            if ": " in text:
+                out.append(text.split(": ", 1)[1])
+    return out
+
+
+def check_ami(lab: Lab, ami_id: str, ami_name: str, source_ami: str) -> dict:
+    ec2 = lab.ec2()
+    found = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [ami_name]}])["Images"]
+    assert [i["ImageId"] for i in found] == [ami_id]
+    image = found[0]
+    source = ec2.describe_images(ImageIds=[source_ami])["Images"][0]
+    assert image["State"] == "available"
+    assert image["RootDeviceName"] == "/dev/xvda"
+    assert image["VirtualizationType"] == "hvm"
+    assert image["Architecture"] == "x86_64"
+    # Inherited from the source (EnaSupport=True there), not set by the template.
+    assert image.get("EnaSupport") is True
+    mappings = image["BlockDeviceMappings"]
+    assert [m["DeviceName"] for m in mappings] == ["/dev/xvda"], mappings
+    ebs = mappings[0]["Ebs"]
+    assert ebs["SnapshotId"] != source["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    snapshot = ec2.describe_snapshots(SnapshotIds=[ebs["SnapshotId"]])["Snapshots"][0]
+    assert snapshot["State"] == "completed"
+    assert snapshot["Description"].startswith("Packer: ")
+    return image
+
+
+def check_resolv_conf_intact(root: Path) -> None:
+    """The image's /etc/resolv.conf is exactly the source's dangling symlink."""
+    path = root / "etc/resolv.conf"
+    assert path.is_symlink(), "the /etc/resolv.conf symlink is gone"
+    assert os.readlink(path) == SOURCE_RESOLV_TARGET
+    assert not [n for n in os.listdir(root / "etc") if "resolv.conf" in n and n != "resolv.conf"], \
+        os.listdir(root / "etc")
+
+
+def own_snapshots(lab: Lab) -> set[str]:
+    return {s["SnapshotId"] for s in lab.ec2().describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+
+
+def lab_client(lab: Lab, region: str):
+    import boto3
+
+    return boto3.client("ec2", endpoint_url=lab.ec2_endpoint, region_name=region,
+                        aws_access_key_id=lab.env.get("AWS_ACCESS_KEY_ID"),
+                        aws_secret_access_key=lab.env.get("AWS_SECRET_ACCESS_KEY"))
