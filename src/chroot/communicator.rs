@@ -12,16 +12,17 @@
 //! File transfers are done by this process itself (not through
 //! `command_wrapper`), because confining paths needs to look at every
 //! component as it is written; chroot builds therefore need Packer to run
-//! as root, which mounting requires in practice anyway. Single-file
-//! uploads and downloads are confined by the kernel (`openat2` with
-//! `RESOLVE_IN_ROOT`, see [`OpenRoot`]), so a process running in the
-//! chroot meanwhile cannot redirect them by swapping a directory for a
-//! symlink; on kernels without `openat2` (< 5.6), and for `upload_dir` /
-//! `download_dir`, paths are resolved in user space and opened with
-//! `O_NOFOLLOW`, which leaves that race open.
+//! as root, which mounting requires in practice anyway. Uploads and
+//! downloads are confined by the kernel (`openat2` with `RESOLVE_IN_ROOT`,
+//! see [`OpenRoot`]), so a process running in the chroot meanwhile cannot
+//! redirect them by swapping a directory for a symlink; `upload_dir` and
+//! `download_dir` open only the top of the tree that way and everything
+//! below it relative to its open parent (see `tree`). On kernels without
+//! `openat2` (< 5.6) the path opened is resolved in user space and opened
+//! with `O_NOFOLLOW`, which leaves that race open for that one open.
 
 use std::io;
-use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -283,15 +284,10 @@ impl ChrootCommunicator {
         exclude: &[String],
     ) -> Result<(), CommunicatorError> {
         let local = PathBuf::from(src);
-        let remote_base = tree_destination(Path::new(dst), src);
+        let remote = tree_destination(Path::new(dst), src);
         let root = self.root.clone();
         let exclude = exclude.to_vec();
-        run_blocking(move || {
-            copy_tree(&local, &exclude, &|rel: &Path, last: FinalSymlink| {
-                Ok(resolve_in_root(&root, &remote_base.join(rel), last)?)
-            })
-        })
-        .await
+        run_blocking(move || tree::upload(&root, &local, &remote, &exclude)).await
     }
 
     async fn download_tree(
@@ -300,13 +296,11 @@ impl ChrootCommunicator {
         dst: &str,
         exclude: &[String],
     ) -> Result<(), CommunicatorError> {
-        let remote = self.resolve(src)?;
-        let local_base = tree_destination(Path::new(dst), src);
+        let local = tree_destination(Path::new(dst), src);
+        let remote = PathBuf::from(src);
+        let root = self.root.clone();
         let exclude = exclude.to_vec();
-        run_blocking(move || {
-            copy_tree(&remote, &exclude, &|rel: &Path, _| Ok(local_base.join(rel)))
-        })
-        .await
+        run_blocking(move || tree::download(&root, &remote, &local, &exclude)).await
     }
 }
 
@@ -397,152 +391,7 @@ where
         .unwrap_or_else(|e| Err(io_err("copy", Path::new(""))(io::Error::other(e))))
 }
 
-/// Copies the tree at `src` (a real directory; symlinks in it are copied as
-/// symlinks, never followed, as `cp -R` does) to where `dest_of(relative
-/// path, how to treat a symlink already there)` says, skipping entries
-/// matching an `exclude` glob. A directory is copied into what an existing
-/// link points to; a file or link replaces an existing link.
-fn copy_tree(
-    src: &Path,
-    exclude: &[String],
-    dest_of: &dyn Fn(&Path, FinalSymlink) -> Result<PathBuf, CommunicatorError>,
-) -> Result<(), CommunicatorError> {
-    let meta = std::fs::metadata(src).map_err(io_err("read", src))?;
-    if !meta.is_dir() {
-        return Err(io_err("copy", src)(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a directory",
-        )));
-    }
-    let top = dest_of(Path::new(""), FinalSymlink::Follow)?;
-    std::fs::create_dir_all(&top).map_err(io_err("create directory", &top))?;
-    let mut pending = vec![PathBuf::new()];
-    while let Some(rel_dir) = pending.pop() {
-        let dir = src.join(&rel_dir);
-        let entries = std::fs::read_dir(&dir).map_err(io_err("read directory", &dir))?;
-        for entry in entries {
-            let entry = entry.map_err(io_err("read directory", &dir))?;
-            let rel = rel_dir.join(entry.file_name());
-            if is_excluded(&rel, exclude) {
-                continue;
-            }
-            let from = entry.path();
-            let meta = std::fs::symlink_metadata(&from).map_err(io_err("inspect", &from))?;
-            let ft = meta.file_type();
-            let to = if ft.is_dir() {
-                dest_of(&rel, FinalSymlink::Follow)?
-            } else {
-                dest_of(&rel, FinalSymlink::Keep)?
-            };
-            if ft.is_dir() {
-                match std::fs::symlink_metadata(&to) {
-                    Ok(m) if m.is_dir() => {}
-                    _ => {
-                        std::fs::create_dir(&to).map_err(io_err("create directory", &to))?;
-                    }
-                }
-                std::fs::set_permissions(&to, meta.permissions())
-                    .map_err(io_err("set the mode of", &to))?;
-                pending.push(rel);
-            } else if ft.is_symlink() {
-                let target = std::fs::read_link(&from).map_err(io_err("read link", &from))?;
-                remove_non_dir(&to)?;
-                symlink(&target, &to).map_err(io_err("create link", &to))?;
-            } else if ft.is_file() {
-                remove_non_dir(&to)?;
-                let mut input = std::fs::File::open(&from).map_err(io_err("read", &from))?;
-                let mut output = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&to)
-                    .map_err(io_err("create", &to))?;
-                io::copy(&mut input, &mut output).map_err(io_err("write", &to))?;
-                output
-                    .set_permissions(meta.permissions())
-                    .map_err(io_err("set the mode of", &to))?;
-            }
-            // Sockets, fifos and device nodes are skipped, as rsync does
-            // without --specials/--devices.
-        }
-    }
-    Ok(())
-}
-
-/// Removes whatever non-directory is at `p` (a file or symlink being
-/// replaced; the link itself, never what it points to).
-fn remove_non_dir(p: &Path) -> Result<(), CommunicatorError> {
-    match std::fs::symlink_metadata(p) {
-        Ok(m) if !m.is_dir() => std::fs::remove_file(p).map_err(io_err("replace", p)),
-        _ => Ok(()),
-    }
-}
-
-/// Whether a relative path matches an exclude glob, against the whole
-/// relative path or its last component (`*.log` excludes logs anywhere,
-/// `sub/tmp` one entry).
-fn is_excluded(rel: &Path, exclude: &[String]) -> bool {
-    let whole = rel.to_string_lossy();
-    let name = rel
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    exclude.iter().any(|pattern| {
-        let p = pattern.trim_start_matches("./").trim_end_matches('/');
-        glob_match(p.as_bytes(), whole.as_bytes()) || glob_match(p.as_bytes(), name.as_bytes())
-    })
-}
-
-/// Shell-style glob: `*` and `?` do not match `/`; `[...]` classes with
-/// ranges and `!`/`^` negation; `\` escapes.
-fn glob_match(p: &[u8], t: &[u8]) -> bool {
-    match p.first() {
-        None => t.is_empty(),
-        Some(b'*') => (0..=t.len())
-            .take_while(|&i| i == 0 || t[i - 1] != b'/')
-            .any(|i| glob_match(&p[1..], &t[i..])),
-        Some(b'?') => t.first().is_some_and(|&c| c != b'/') && glob_match(&p[1..], &t[1..]),
-        Some(b'[') => {
-            let Some(&c) = t.first() else { return false };
-            match class_match(&p[1..], c) {
-                Some((matched, rest)) => matched && glob_match(rest, &t[1..]),
-                // An unterminated class is a literal '['.
-                None => c == b'[' && glob_match(&p[1..], &t[1..]),
-            }
-        }
-        Some(b'\\') if p.len() > 1 => t.first() == Some(&p[1]) && glob_match(&p[2..], &t[1..]),
-        Some(&lit) => t.first() == Some(&lit) && glob_match(&p[1..], &t[1..]),
-    }
-}
-
-/// Matches `c` against a class body (after `[`); returns the result and
-/// the pattern after `]`, or `None` if there is no closing `]`.
-fn class_match(body: &[u8], c: u8) -> Option<(bool, &[u8])> {
-    let (negated, mut i) = match body.first() {
-        Some(b'!') | Some(b'^') => (true, 1),
-        _ => (false, 0),
-    };
-    let mut matched = false;
-    let mut first = true;
-    while i < body.len() {
-        if body[i] == b']' && !first {
-            return Some((matched != negated, &body[i + 1..]));
-        }
-        first = false;
-        if i + 2 < body.len() && body[i + 1] == b'-' && body[i + 2] != b']' {
-            if body[i] <= c && c <= body[i + 2] {
-                matched = true;
-            }
-            i += 3;
-        } else {
-            if body[i] == c {
-                matched = true;
-            }
-            i += 1;
-        }
-    }
-    None
-}
+mod tree;
 
 #[cfg(test)]
 mod tests;

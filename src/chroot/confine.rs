@@ -257,8 +257,14 @@ impl OpenRoot {
         }
     }
 
-    fn open_dir(&self, relative: &Path) -> io::Result<OwnedFd> {
-        self.open_beneath(relative, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
+    /// Opens the directory at `relative` (from [`relative_in_root`]),
+    /// readable, so it can be listed and changed through `*at` calls.
+    pub fn open_dir(&self, relative: &Path) -> io::Result<OwnedFd> {
+        self.open_beneath(
+            relative,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
     }
 
     /// Opens the file at `relative` (from [`relative_in_root`]) for reading.
@@ -281,7 +287,7 @@ impl OpenRoot {
                     "not a file name",
                 ));
             };
-            let parent_fd = self.create_dir_all(parent, &mut links)?;
+            let parent_fd = self.create_dirs(parent, &mut links)?;
             match self.open_beneath(
                 &relative,
                 OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC,
@@ -305,7 +311,12 @@ impl OpenRoot {
     /// component at a time (`mkdirat` in the confined parent, then a
     /// confined reopen); a dangling symlink on the way gets its target
     /// created, as `mkdir -p` through it would.
-    fn create_dir_all(&self, relative: &Path, links: &mut usize) -> io::Result<OwnedFd> {
+    pub fn create_dir_all(&self, relative: &Path) -> io::Result<OwnedFd> {
+        self.create_dirs(relative, &mut 0)
+    }
+
+    /// [`Self::create_dir_all`], counting the links followed by hand.
+    fn create_dirs(&self, relative: &Path, links: &mut usize) -> io::Result<OwnedFd> {
         let mut prefix = PathBuf::new();
         let mut current = self.open_dir(&prefix)?;
         for c in relative.components() {
@@ -328,7 +339,7 @@ impl OpenRoot {
                             };
                             count_link(links)?;
                             // An absolute target replaces the prefix.
-                            self.create_dir_all(&prefix.join(target), links)?;
+                            self.create_dirs(&prefix.join(target), links)?;
                             self.open_dir(&next)?
                         }
                         other => other?,

@@ -8,6 +8,7 @@ use std::time::{Instant, UNIX_EPOCH};
 
 use tokio::io::AsyncWrite;
 
+use super::tree::{glob_match, is_excluded};
 use super::*;
 use crate::chroot::host_shell::identity_wrapper;
 use crate::chroot::mounts::processes_using;
@@ -432,6 +433,136 @@ async fn download_dir_copies_out_of_the_chroot() {
     assert_eq!(
         std::fs::read_to_string(out.path().join("data/sub/b.txt")).unwrap(),
         "b"
+    );
+}
+
+#[tokio::test]
+async fn upload_dir_into_links_at_the_destination_stays_in_the_chroot() {
+    let c = chroot();
+    let outside = tempfile::tempdir().unwrap();
+    let local = local_tree();
+    std::fs::create_dir_all(c.dir.path().join("srv")).unwrap();
+    // A directory of the tree lands on a link to the host's temp dir
+    // (absolute) and on one climbing out with "..": both are followed the
+    // way the chroot sees them.
+    std::os::unix::fs::symlink(outside.path(), c.dir.path().join("srv/sub")).unwrap();
+    c.comm
+        .upload_dir(
+            "/srv",
+            &format!("{}/", local.path().join("src").display()),
+            &[],
+        )
+        .await
+        .unwrap();
+    std::fs::create_dir_all(c.dir.path().join("opt")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../..", c.dir.path().join("opt/sub")).unwrap();
+    c.comm
+        .upload_dir(
+            "/opt",
+            &format!("{}/", local.path().join("src").display()),
+            &[],
+        )
+        .await
+        .unwrap();
+
+    assert!(
+        std::fs::read_dir(outside.path()).unwrap().next().is_none(),
+        "wrote on the host"
+    );
+    let inside = c.dir.path().join(outside.path().strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read_to_string(inside.join("b.txt")).unwrap(), "b");
+    assert_eq!(
+        std::fs::read_to_string(c.dir.path().join("b.txt")).unwrap(),
+        "b"
+    );
+}
+
+#[tokio::test]
+async fn download_dir_copies_links_in_the_chroot_as_links() {
+    let c = chroot();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("host-secret"), "host").unwrap();
+    let data = c.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::os::unix::fs::symlink(outside.path(), data.join("to-host")).unwrap();
+    std::os::unix::fs::symlink("/etc", data.join("etc")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    c.comm
+        .download_dir("/data/", &out.path().display().to_string(), &[])
+        .await
+        .unwrap();
+    assert_eq!(listing(out.path()), vec!["etc", "to-host"]);
+    assert_eq!(
+        std::fs::read_link(out.path().join("to-host")).unwrap(),
+        outside.path()
+    );
+}
+
+/// Keeps swapping `dir` between a real directory and a link to `to`, as a
+/// process in the chroot could while a tree is copied, until stopped.
+fn keep_swapping(
+    dir: PathBuf,
+    to: PathBuf,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let link = dir.with_extension("link");
+        let real = dir.with_extension("real");
+        let _ = std::fs::create_dir_all(&real);
+        let _ = std::os::unix::fs::symlink(&to, &link);
+        let mut swaps = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // rename(2) replaces atomically: `dir` is always one or the other.
+            let from = if swaps % 2 == 0 { &link } else { &real };
+            let keep = if swaps % 2 == 0 { &real } else { &link };
+            let _ = std::fs::rename(&dir, keep);
+            let _ = std::fs::rename(from, &dir);
+            swaps += 1;
+        }
+        swaps
+    })
+}
+
+#[tokio::test]
+async fn a_directory_swapped_for_a_link_during_a_tree_copy_cannot_redirect_it() {
+    let c = chroot();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("host-secret"), "host").unwrap();
+    let local = local_tree();
+    let src = format!("{}/", local.path().join("src").display());
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(work.join("tree")).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = keep_swapping(
+        work.join("tree"),
+        outside.path().to_path_buf(),
+        stop.clone(),
+    );
+    let downloads = tempfile::tempdir().unwrap();
+    for i in 0..200 {
+        // Either outcome is fine (a copy, or an error when the link was
+        // there at the start): what must never happen is touching the host.
+        let _ = c.comm.upload_dir("/work/tree", &src, &[]).await;
+        let into = downloads.path().join(i.to_string());
+        let _ = c
+            .comm
+            .download_dir("/work/tree/", &into.display().to_string(), &[])
+            .await;
+        assert!(
+            !into.join("host-secret").exists(),
+            "download {i} read the host's directory"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(swapper.join().unwrap() > 0);
+    let host_names: Vec<_> = std::fs::read_dir(outside.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        host_names,
+        vec![std::ffi::OsString::from("host-secret")],
+        "an upload wrote on the host"
     );
 }
 
