@@ -7,13 +7,27 @@
 //! is renamed aside in its own directory, which keeps its type, target,
 //! mode, owner, times and content untouched, and renamed back over the copy
 //! at cleanup, so there is never a moment without it.
+//!
+//! The directory of each copy is opened below the chroot root by the
+//! kernel and kept open until the restore, which works through that
+//! descriptor only: provisioners' background jobs are still running then,
+//! and one replacing `/etc` with a symlink to the host's `/etc` must not
+//! make the restore delete or rename the host's files.
 
-use std::fs::OpenOptions;
+use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
 
-use super::confine::{resolve_in_root, ConfineError, FinalSymlink};
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat, AtFlags, OFlag};
+use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode};
+use nix::unistd::{unlinkat, UnlinkatFlags};
+
+use super::confine::{
+    is_openat2_unsupported, relative_in_root, resolve_in_root, ConfineError, FinalSymlink, OpenRoot,
+};
 
 /// Suffix of the name an original is kept under while the copy is in place.
 const BACKUP_SUFFIX: &str = "packer-chroot-orig";
@@ -48,14 +62,32 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CopyFi
     }
 }
 
+fn errno_err(action: &'static str, path: &Path) -> impl FnOnce(Errno) -> CopyFilesError {
+    let path = path.to_path_buf();
+    move |e| io_err(action, &path)(e.into())
+}
+
+/// An entry of a directory held open: everything done to it later goes
+/// through the directory's descriptor, never through its path, so a
+/// process in the chroot renaming or replacing a directory on the way with
+/// a symlink (provisioners' background jobs still run when the originals
+/// are put back) cannot make the restore touch the host.
+#[derive(Debug)]
+struct Entry {
+    dir: OwnedFd,
+    name: OsString,
+    /// Its host path when it was made, for messages.
+    shown: PathBuf,
+}
+
 #[derive(Debug)]
 struct CopiedFile {
-    /// The copy's host path inside the chroot.
-    target: PathBuf,
-    /// Where the original waits, if there was one.
-    backup: Option<PathBuf>,
+    /// The copy.
+    target: Entry,
+    /// The name the original waits under in the same directory, if there was one.
+    backup: Option<OsString>,
     /// Directories created for the copy, outermost first.
-    created_dirs: Vec<PathBuf>,
+    created_dirs: Vec<Entry>,
 }
 
 /// Files copied into a chroot; [`CopiedFiles::restore`] (or drop) puts the
@@ -92,9 +124,9 @@ impl CopiedFiles {
         })
     }
 
-    /// Host paths of the copies inside the chroot.
+    /// Host paths of the copies inside the chroot (where they were made).
     pub fn targets(&self) -> Vec<PathBuf> {
-        self.copied.iter().map(|c| c.target.clone()).collect()
+        self.copied.iter().map(|c| c.target.shown.clone()).collect()
     }
 
     /// Removes the copies and puts every original back. Every file is
@@ -126,43 +158,123 @@ impl Drop for CopiedFiles {
     }
 }
 
+/// Opens directories of the chroot by their path relative to its root:
+/// by the kernel inside the root (`openat2`), or on kernels without it
+/// (< 5.6) resolved in user space and opened with `O_NOFOLLOW`.
+struct ChrootDirs<'a> {
+    root: &'a Path,
+    confined: Option<OpenRoot>,
+}
+
+impl<'a> ChrootDirs<'a> {
+    fn new(root: &'a Path) -> Result<Self, CopyFilesError> {
+        let chroot = OpenRoot::open(root).map_err(io_err("open", root))?;
+        let confined = match chroot.open_dir(Path::new(".")) {
+            Err(e) if is_openat2_unsupported(&e) => {
+                tracing::debug!("no openat2 in this kernel; resolving in user space");
+                None
+            }
+            _ => Some(chroot),
+        };
+        Ok(Self { root, confined })
+    }
+
+    /// The directory at `relative`; `Ok(None)` when it does not exist.
+    fn open(&self, relative: &Path) -> Result<Option<OwnedFd>, CopyFilesError> {
+        let shown = self.root.join(relative);
+        let opened = match &self.confined {
+            Some(chroot) => chroot.open_dir(relative),
+            None => {
+                let resolved = resolve_in_root(self.root, relative, FinalSymlink::Follow)?;
+                nix::fcntl::open(
+                    &resolved,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(io::Error::from)
+            }
+        };
+        match opened {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("open directory", &shown)(e)),
+        }
+    }
+}
+
+/// Where `fd` is now, for messages.
+fn path_of(fd: &OwnedFd) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
+}
+
 fn copy_one(root: &Path, file: &Path) -> Result<CopiedFile, CopyFilesError> {
-    let target = resolve_in_root(root, file, FinalSymlink::Keep)?;
-    let parent = target.parent().unwrap_or(root).to_path_buf();
+    let relative = relative_in_root(root, file)?;
+    let (Some(parent), Some(name)) = (relative.parent(), relative.file_name()) else {
+        return Err(io_err("copy", file)(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a file name",
+        )));
+    };
+    let dirs = ChrootDirs::new(root)?;
     let mut created_dirs = Vec::new();
-    let mut missing = Vec::new();
-    let mut p = parent.as_path();
-    while !p.exists() && p.starts_with(root) && p != root {
-        missing.push(p.to_path_buf());
-        p = p.parent().unwrap_or(root);
+    let mut prefix = PathBuf::new();
+    let mut current = dirs
+        .open(&prefix)?
+        .ok_or_else(|| io_err("open", root)(io::ErrorKind::NotFound.into()))?;
+    for component in parent.components() {
+        let Component::Normal(part) = component else {
+            continue;
+        };
+        prefix.push(part);
+        current = match dirs.open(&prefix)? {
+            Some(fd) => fd,
+            None => {
+                let shown = root.join(&prefix);
+                mkdirat(&current, part, Mode::from_bits_truncate(0o755))
+                    .map_err(errno_err("create directory", &shown))?;
+                let made = dirs.open(&prefix)?.ok_or_else(|| {
+                    io_err("open directory", &shown)(io::ErrorKind::NotFound.into())
+                })?;
+                created_dirs.push(Entry {
+                    dir: current,
+                    name: part.to_os_string(),
+                    shown,
+                });
+                made
+            }
+        };
     }
-    for d in missing.into_iter().rev() {
-        std::fs::create_dir(&d).map_err(io_err("create directory", &d))?;
-        created_dirs.push(d);
-    }
-    let backup = match std::fs::symlink_metadata(&target) {
+    let shown = path_of(&current)
+        .unwrap_or_else(|| root.join(parent))
+        .join(name);
+    let backup = match fstatat(&current, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(_) => {
-            let b = backup_name(&target);
-            std::fs::rename(&target, &b).map_err(io_err("set aside", &target))?;
+            let b = backup_name(&current, name);
+            renameat(&current, name, &current, b.as_os_str())
+                .map_err(errno_err("set aside", &shown))?;
             Some(b)
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io_err("inspect", &target)(e)),
+        Err(Errno::ENOENT) => None,
+        Err(e) => return Err(errno_err("inspect", &shown)(e)),
     };
     let copied = CopiedFile {
-        target: target.clone(),
+        target: Entry {
+            dir: current,
+            name: name.to_os_string(),
+            shown,
+        },
         backup,
         created_dirs,
     };
-    if let Err(e) = write_copy(file, &target) {
+    if let Err(e) = write_copy(file, &copied.target) {
         let _ = restore_all(vec![copied]);
         return Err(e);
     }
-    tracing::debug!(from = %file.display(), to = %target.display(), "copied into the chroot");
+    tracing::debug!(from = %file.display(), to = %copied.target.shown.display(), "copied into the chroot");
     Ok(copied)
 }
 
-fn write_copy(src: &Path, target: &Path) -> Result<(), CopyFilesError> {
+fn write_copy(src: &Path, target: &Entry) -> Result<(), CopyFilesError> {
     let mut input = std::fs::File::open(src).map_err(io_err("read", src))?;
     let mode = input
         .metadata()
@@ -170,39 +282,32 @@ fn write_copy(src: &Path, target: &Path) -> Result<(), CopyFilesError> {
         .permissions()
         .mode()
         & 0o7777;
-    // create_new never follows a symlink planted at the target.
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc_o_nofollow())
-        .open(target)
-        .map_err(io_err("create", target))?;
-    io::copy(&mut input, &mut out).map_err(io_err("write", target))?;
-    out.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(io_err("set the mode of", target))?;
+    // O_EXCL with O_NOFOLLOW never follows a symlink planted at the target.
+    let out = openat(
+        &target.dir,
+        target.name.as_os_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(errno_err("create", &target.shown))?;
+    let mut out = std::fs::File::from(out);
+    io::copy(&mut input, &mut out).map_err(io_err("write", &target.shown))?;
+    fchmod(&out, Mode::from_bits_truncate(mode))
+        .map_err(errno_err("set the mode of", &target.shown))?;
     Ok(())
 }
 
-/// `O_NOFOLLOW`, through nix's re-export of libc.
-fn libc_o_nofollow() -> i32 {
-    nix::fcntl::OFlag::O_NOFOLLOW.bits()
-}
-
-fn backup_name(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let dir = target.parent().unwrap_or(Path::new("/"));
+/// A free name in `dir` to keep the original `name` under.
+fn backup_name(dir: &OwnedFd, name: &OsStr) -> OsString {
     let mut n = 0u32;
     loop {
-        let candidate = if n == 0 {
-            dir.join(format!(".{name}.{BACKUP_SUFFIX}"))
-        } else {
-            dir.join(format!(".{name}.{BACKUP_SUFFIX}.{n}"))
-        };
-        if std::fs::symlink_metadata(&candidate).is_err() {
+        let mut candidate = OsString::from(".");
+        candidate.push(name);
+        candidate.push(format!(".{BACKUP_SUFFIX}"));
+        if n > 0 {
+            candidate.push(format!(".{n}"));
+        }
+        if fstatat(dir, candidate.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).is_err() {
             return candidate;
         }
         n += 1;
@@ -212,22 +317,26 @@ fn backup_name(target: &Path) -> PathBuf {
 fn restore_all(copied: Vec<CopiedFile>) -> Result<(), CopyFilesError> {
     let mut errors = Vec::new();
     for c in copied.into_iter().rev() {
+        let t = &c.target;
         match &c.backup {
             // Atomic: the copy is replaced by the original in one step.
             Some(b) => {
-                if let Err(e) = std::fs::rename(b, &c.target) {
-                    errors.push(io_err("put back the original (kept at its backup name)", b)(e));
+                if let Err(e) = renameat(&t.dir, b.as_os_str(), &t.dir, t.name.as_os_str()) {
+                    let kept = t.shown.with_file_name(b);
+                    errors.push(errno_err(
+                        "put back the original (kept at its backup name)",
+                        &kept,
+                    )(e));
                 }
             }
-            None => match std::fs::remove_file(&c.target) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => errors.push(io_err("remove", &c.target)(e)),
+            None => match unlinkat(&t.dir, t.name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => errors.push(errno_err("remove", &t.shown)(e)),
             },
         }
         for d in c.created_dirs.iter().rev() {
             // A provisioner may have put files there; then it stays.
-            let _ = std::fs::remove_dir(d);
+            let _ = unlinkat(&d.dir, d.name.as_os_str(), UnlinkatFlags::RemoveDir);
         }
     }
     match errors.len() {
@@ -334,6 +443,42 @@ mod tests {
         assert!(target.is_file());
         copied.restore().await.unwrap();
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_directory_replaced_by_a_link_before_the_restore_cannot_touch_the_host() {
+        let host = tempfile::tempdir().unwrap();
+        let src = host_file(host.path(), "host's own\n", 0o644);
+        let root = tempfile::tempdir().unwrap();
+        let target = chroot_path(root.path(), &src);
+        let dir = target.parent().unwrap().to_path_buf();
+        std::fs::create_dir_all(&dir).unwrap();
+        symlink("../run/systemd/resolve/stub-resolv.conf", &target).unwrap();
+        let copied = CopiedFiles::copy_in(root.path(), &[src.display().to_string()])
+            .await
+            .unwrap();
+        // A background job in the chroot moves the directory away and puts a
+        // link in its place that, followed on the host, is the host's own
+        // directory (the same absolute path).
+        let moved = dir.with_extension("moved");
+        std::fs::rename(&dir, &moved).unwrap();
+        symlink(host.path(), &dir).unwrap();
+
+        copied.restore().await.unwrap();
+
+        assert_eq!(std::fs::read_to_string(&src).unwrap(), "host's own\n");
+        let host_names: Vec<_> = std::fs::read_dir(host.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(host_names, vec![std::ffi::OsString::from("resolv.conf")]);
+        // The original went back where the directory is now.
+        let restored = moved.join("resolv.conf");
+        assert_eq!(
+            std::fs::read_link(&restored).unwrap(),
+            PathBuf::from("../run/systemd/resolve/stub-resolv.conf")
+        );
+        assert_eq!(std::fs::read_dir(&moved).unwrap().count(), 1);
     }
 
     #[tokio::test]
