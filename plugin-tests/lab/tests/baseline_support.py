@@ -230,8 +230,11 @@ FAKE_SYS_BLOCK = 'mount -t tmpfs lab-fake-sysblock /sys/block && mkdir /sys/bloc
 
 
 def run_packer(template: Path, workdir: Path, env: dict[str, str], fake_sys_block: bool,
-               timeout: float = PACKER_TIMEOUT) -> PackerResult:
+               timeout: float = PACKER_TIMEOUT, overrides: dict[str, str | None] | None = None) -> PackerResult:
     """Run `packer build` on template in workdir, bounded by timeout.
+
+    `overrides` win over the environment set up here (None removes a
+    variable), for tests of the polling variables themselves.
 
     On timeout Packer gets SIGINT (it then runs its cleanup steps), and its
     whole process group SIGKILL if it is still there after the grace period.
@@ -256,6 +259,11 @@ def run_packer(template: Path, workdir: Path, env: dict[str, str], fake_sys_bloc
         "AWS_MAX_ATTEMPTS": "120",
     })
     penv.pop("PACKER_PLUGIN_PATH", None)
+    for name, value in (overrides or {}).items():
+        if value is None:
+            penv.pop(name, None)
+        else:
+            penv[name] = value
     argv = [PACKER, "build", "-color=false", "-machine-readable", str(template)]
     if fake_sys_block:
         argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", FAKE_SYS_BLOCK, "sh", *argv]

@@ -25,8 +25,10 @@ from baseline_support import (
     PACKER,
     Lab,
     PackerResult,
+    labctl,
     unmount_below,
 )
+from conftest import DEFAULT_TIMINGS
 
 PLUGIN_TYPE = "amazon-chroot-rs"
 PLUGIN_NAME = f"packer-builder-{PLUGIN_TYPE}"
@@ -168,3 +170,19 @@ def lab_client(lab: Lab, region: str):
     return boto3.client("ec2", endpoint_url=lab.ec2_endpoint, region_name=region,
                         aws_access_key_id=lab.env.get("AWS_ACCESS_KEY_ID"),
                         aws_secret_access_key=lab.env.get("AWS_SECRET_ACCESS_KEY"))
+
+
+@contextlib.contextmanager
+def lab_faults(lab: Lab):
+    """For faults and timings a test sets: the lab's defaults are back afterwards."""
+    try:
+        yield
+    finally:
+        labctl("fault", "--name", lab.name, "reset")
+        labctl("fault", "--name", lab.name, "timings", *[f"{k}={v}" for k, v in DEFAULT_TIMINGS.items()])
+
+
+def calls_since(lab: Lab, since: float, action: str) -> list[dict]:
+    """The lab's log entries of `action` received after `since` (time.time()).
+    Read it before `lab_faults` ends: resetting the faults clears the log."""
+    return [c for c in lab.calls() if c["action"] == action and c["time"] >= since]

@@ -34,7 +34,6 @@ from baseline_support import (
     run_packer,
     write_json_template,
 )
-from conftest import DEFAULT_TIMINGS
 from plugin_e2e_support import (  # noqa: F401  (fixtures are used by name)
     PLUGIN_NAME,
     PLUGIN_TYPE,
@@ -45,6 +44,7 @@ from plugin_e2e_support import (  # noqa: F401  (fixtures are used by name)
     check_resolv_conf_intact,
     lab,
     lab_client,
+    lab_faults,
     own_snapshots,
     running_lab,
     says,
@@ -342,13 +342,10 @@ def test_ctrl_c_while_the_snapshot_is_pending_deletes_snapshot_and_volume(lab: L
                         [{"type": "shell", "inline": ["true"]}])
     snapshots_before = own_snapshots(lab)
     log = workdir / "packer.log"
-    labctl("fault", "--name", lab.name, "timings", "snapshot=60")
-    try:
+    with lab_faults(lab):
+        labctl("fault", "--name", lab.name, "timings", "snapshot=60")
         result = build_and_interrupt(lab, workdir, "snap.json",
                                      lambda: log.exists() and "Snapshot ID:" in log.read_text(errors="replace"))
-    finally:
-        labctl("fault", "--name", lab.name, "reset")
-        labctl("fault", "--name", lab.name, "timings", *[f"{k}={v}" for k, v in DEFAULT_TIMINGS.items()])
 
     assert "Removing snapshot" in result.stdout, result.failure_report()
     assert_cancelled_cleanly(lab, workdir, ami_name, result, snapshots_before)
