@@ -164,10 +164,11 @@ def own_snapshots(lab: Lab) -> set[str]:
     return {s["SnapshotId"] for s in lab.ec2().describe_snapshots(OwnerIds=["self"])["Snapshots"]}
 
 
-def lab_client(lab: Lab, region: str):
+def lab_client(lab: Lab, region: str, service: str = "ec2"):
+    """A boto3 client of the lab's `service` in `region`."""
     import boto3
 
-    return boto3.client("ec2", endpoint_url=lab.ec2_endpoint, region_name=region,
+    return boto3.client(service, endpoint_url=lab.ec2_endpoint, region_name=region,
                         aws_access_key_id=lab.env.get("AWS_ACCESS_KEY_ID"),
                         aws_secret_access_key=lab.env.get("AWS_SECRET_ACCESS_KEY"))
 

@@ -702,3 +702,67 @@ def test_from_scratch_build_registers_the_template_mappings(lab: Lab, workdir: P
     assert_clean(lab, result)
     with lab.mounted_ami(ami_id, workdir / "inspect") as root:
         assert (root / "etc/e2e-scratch.txt").read_text() == f"scratch {token}\n"
+
+
+def test_from_scratch_arm64_encrypted_with_extra_mappings(lab: Lab, workdir: Path):
+    """from_scratch honours the root volume's encryption options, the
+    architecture and every kind of extra mapping (EBS, instance store, none)."""
+    token = uuid.uuid4().hex[:12]
+    ami_name = f"e2e-scratch-arm-{token}"
+    kms = lab_client(lab, lab.region, "kms")
+    key = kms.create_key(Description=f"e2e scratch {token}")["KeyMetadata"]
+    kms.create_alias(AliasName=f"alias/e2e-scratch-{token}", TargetKeyId=key["KeyId"])
+    builder = {
+        "type": PLUGIN_TYPE,
+        "region": lab.region,
+        "custom_endpoint_ec2": lab.ec2_endpoint,
+        "skip_region_validation": True,
+        "ami_name": ami_name,
+        "from_scratch": True,
+        "ami_architecture": "arm64",
+        "boot_mode": "uefi",
+        "root_volume_size": 1,
+        "root_volume_type": "gp3",
+        "root_volume_encrypt_boot": True,
+        "root_volume_kms_key_id": f"alias/e2e-scratch-{token}",
+        "root_volume_tags": {"Scratch": token},
+        "root_device_name": "/dev/xvda",
+        "ami_virtualization_type": "hvm",
+        "mount_partition": "0",
+        "pre_mount_commands": ["mkfs.ext4 -q -F {{.Device}}"],
+        "post_mount_commands": [
+            "mkdir -p {{.MountPath}}/bin {{.MountPath}}/etc {{.MountPath}}/tmp",
+            "cp /bin/busybox {{.MountPath}}/bin/busybox",
+            "ln -s busybox {{.MountPath}}/bin/sh",
+        ],
+        "ami_block_device_mappings": [
+            {"device_name": "/dev/xvda", "volume_type": "gp3", "delete_on_termination": True},
+            {"device_name": "/dev/xvdb", "volume_type": "gp3", "volume_size": 5, "iops": 4000, "throughput": 250},
+            {"device_name": "/dev/xvdc", "virtual_name": "ephemeral0"},
+            {"device_name": "/dev/xvdd", "no_device": True},
+        ],
+        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
+    }
+    write_json_template(workdir / "scratch-arm.json", builder, [
+        {"type": "shell", "inline": [f"echo scratch {token} > /etc/e2e-scratch.txt"]},
+    ])
+
+    result = run_packer(workdir / "scratch-arm.json", workdir, lab.process_env(), fake_sys_block=False)
+
+    ami_id = assert_our_plugin_built(result)
+    assert_clean(lab, result)
+    ec2 = lab.ec2()
+    image = ec2.describe_images(ImageIds=[ami_id])["Images"][0]
+    assert (image["Architecture"], image["BootMode"], image["VirtualizationType"]) == ("arm64", "uefi", "hvm"), image
+    mappings = {m["DeviceName"]: m for m in image["BlockDeviceMappings"]}
+    assert set(mappings) == {"/dev/xvda", "/dev/xvdb", "/dev/xvdc", "/dev/xvdd"}, mappings
+    root = mappings["/dev/xvda"]["Ebs"]
+    assert (root["VolumeSize"], root["VolumeType"], root["Encrypted"]) == (1, "gp3", True), root
+    snapshot = ec2.describe_snapshots(SnapshotIds=[root["SnapshotId"]])["Snapshots"][0]
+    assert snapshot["Encrypted"] is True and snapshot["KmsKeyId"] == key["Arn"], snapshot
+    data = mappings["/dev/xvdb"]["Ebs"]
+    assert (data["VolumeSize"], data["VolumeType"], data["Iops"], data["Throughput"]) == (5, "gp3", 4000, 250), data
+    assert mappings["/dev/xvdc"]["VirtualName"] == "ephemeral0"
+    assert "NoDevice" in mappings["/dev/xvdd"], mappings["/dev/xvdd"]
+    with lab.mounted_ami(ami_id, workdir / "inspect") as mounted:
+        assert (mounted / "etc/e2e-scratch.txt").read_text() == f"scratch {token}\n"
