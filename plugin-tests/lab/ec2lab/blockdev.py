@@ -193,6 +193,43 @@ def lock_held(path: Path = PACKER_CHROOT_LOCK) -> bool:
     return False
 
 
+def lock_holders(path: Path = PACKER_CHROOT_LOCK) -> list[int]:
+    """PIDs holding an flock on `path`, from /proc/locks (lines like
+    `1: FLOCK ADVISORY WRITE <pid> <major hex>:<minor hex>:<inode> 0 EOF`)."""
+    try:
+        st = path.stat()
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return []
+    wanted = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    pids = []
+    for line in lines:
+        fields = line.split()
+        # Blocked waiters are listed as "-> FLOCK ...": only holders count.
+        if len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            if (int(major, 16), int(minor, 16), int(inode)) == wanted:
+                pids.append(int(fields[4]))
+        except ValueError:
+            continue
+    return pids
+
+
+def lab_of_process(pid: int) -> str | None:
+    """The LAB_NAME in a process's environment (builds run with the lab's
+    exports), or None when it has none or cannot be read."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    for entry in environ.split(b"\0"):
+        if entry.startswith(b"LAB_NAME="):
+            return entry[len(b"LAB_NAME="):].decode(errors="replace")
+    return None
+
+
 @dataclass
 class Claim:
     """A device name (e.g. xvdf or nvme1n1) claimed by one lab in the global /dev."""

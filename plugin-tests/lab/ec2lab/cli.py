@@ -436,7 +436,8 @@ def find_leaks(name: str | None) -> list[str]:
     With a name, host-wide items are limited to that lab's devices and state
     dir (other labs may be busy in parallel); without, everything lab-like on
     the host is reported, including all mounts under the builder's default
-    mount root. A held packer-chroot lock is reported in both modes.
+    mount root. A held packer-chroot lock is reported unless every process
+    holding it belongs to another lab (its environment's LAB_NAME).
     """
     leaks = []
     names = [name] if name else [p.stem for p in REGISTRY_DIR.glob("*.json")]
@@ -483,7 +484,13 @@ def find_leaks(name: str | None) -> list[str]:
             if name is None or target in nodes or not target.exists():
                 leaks.append(f"by-id link {link} -> {target}")
     if blockdev.lock_held():
-        leaks.append(f"lock {blockdev.PACKER_CHROOT_LOCK} is held")
+        holders = blockdev.lock_holders()
+        # A build of another lab on this host holding the lock right now is
+        # not this lab's leak; a holder we cannot attribute counts as ours.
+        ours = [pid for pid in holders if name is None or blockdev.lab_of_process(pid) in (name, None)]
+        if ours or not holders:
+            shown = ", ".join(f"pid {pid}" for pid in ours) or "holder unknown"
+            leaks.append(f"lock {blockdev.PACKER_CHROOT_LOCK} is held ({shown})")
     return leaks
 
 

@@ -20,6 +20,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 LAB_DIR = Path(__file__).resolve().parent.parent
 LABCTL = LAB_DIR / "labctl"
 IMAGES_DIR = LAB_DIR / "images"
@@ -372,3 +374,43 @@ def loops_backed_below(directory: Path) -> list[str]:
     prefix = str(directory.resolve()).rstrip("/") + "/"
     return [d["name"] for d in json.loads(proc.stdout).get("loopdevices", [])
             if (d.get("back-file") or "").startswith(prefix)]
+
+
+def check_prerequisites() -> None:
+    """Fails (never skips) when the builds cannot run here."""
+    if os.geteuid() != 0:
+        pytest.fail("packer builds in the lab need root (loop devices, mounts, chroot)")
+    if not os.path.exists(PACKER):
+        pytest.fail(f"{PACKER} missing: apt-get install packer (Debian's 1.6.6)")
+
+
+def settled_leaks(lab: Lab, settle_seconds: float) -> tuple[bool, str]:
+    """`labctl leaks`, asked again for up to `settle_seconds` until clean.
+
+    The report also shows what other labs and builds on this host hold right
+    now (their device nodes, mounts under the default mount root, the shared
+    lock); a leak of ours never goes away by itself, theirs do.
+    """
+    deadline = time.monotonic() + settle_seconds
+    clean, report = lab.leaks()
+    while not clean and time.monotonic() < deadline:
+        time.sleep(2)
+        clean, report = lab.leaks()
+    return clean, report
+
+
+@contextlib.contextmanager
+def running_lab(name: str, state_dir: Path, device_style: str, settle_seconds: float = 0):
+    """A started lab; it is always stopped, its leak report must be clean
+    (see settled_leaks) and no loop device may remain after the stop."""
+    check_prerequisites()
+    started = Lab.start(name, state_dir, device_style)
+    try:
+        yield started
+    finally:
+        try:
+            clean, report = settled_leaks(started, settle_seconds)
+        finally:
+            started.stop()
+        assert clean, f"the lab's leak report at the end is not clean:\n{report}"
+        assert loops_backed_below(state_dir) == [], "loop devices left after labctl stop"

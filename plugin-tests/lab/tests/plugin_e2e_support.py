@@ -17,17 +17,17 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 from baseline_support import (
-    PACKER,
     Lab,
     PackerResult,
     labctl,
+    settled_leaks,
     unmount_below,
 )
+from baseline_support import running_lab as baseline_running_lab
 from conftest import DEFAULT_TIMINGS
 
 PLUGIN_TYPE = "amazon-chroot-rs"
@@ -46,25 +46,14 @@ def plugin_binary() -> Path:
     return Path(path)
 
 
-def check_prerequisites() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("the end-to-end builds need root (loop devices, mounts, chroot)")
-    if not os.path.exists(PACKER):
-        pytest.fail(f"{PACKER} missing: apt-get install packer (Debian's 1.6.6)")
+#: How long a leak report may take to become clean (see settled_leaks):
+#: other labs and builds run on this host at the same time.
+LEAK_SETTLE_SECONDS = 60
 
 
-@contextlib.contextmanager
 def running_lab(name: str, state_dir: Path, device_style: str):
-    """A started lab; it is always stopped, and its leak report must be clean."""
-    check_prerequisites()
-    started = Lab.start(name, state_dir, device_style)
-    try:
-        yield started
-    finally:
-        try:
-            assert_clean(started)
-        finally:
-            started.stop()
+    """A started lab, stopped at the end with a clean leak report."""
+    return baseline_running_lab(name, state_dir, device_style, LEAK_SETTLE_SECONDS)
 
 
 @pytest.fixture(scope="module")
@@ -88,19 +77,24 @@ def workdir(tmp_path: Path):
     assert not leftover, f"the build left mounts behind below {tmp_path}: {leftover}"
 
 
-#: `labctl leaks` also reports what other labs and builds on this host hold
-#: right now (their device nodes, mounts under the default mount root, the
-#: shared lock). A leak of ours never goes away by itself; theirs do, so a
-#: report must become clean within this many seconds.
-LEAK_SETTLE_SECONDS = 60
+
+
+def json_builder(lab: Lab, workdir: Path, ami_name: str, **options) -> dict:
+    """The builder section of a JSON template for our plugin in this lab,
+    mounting below the test's directory; `options` add to it or replace."""
+    return {
+        "type": PLUGIN_TYPE,
+        "region": lab.region,
+        "custom_endpoint_ec2": lab.ec2_endpoint,
+        "skip_region_validation": True,
+        "ami_name": ami_name,
+        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
+        **options,
+    }
 
 
 def assert_clean(lab: Lab, result: PackerResult | None = None) -> None:
-    deadline = time.monotonic() + LEAK_SETTLE_SECONDS
-    clean, report = lab.leaks()
-    while not clean and time.monotonic() < deadline:
-        time.sleep(2)
-        clean, report = lab.leaks()
+    clean, report = settled_leaks(lab, LEAK_SETTLE_SECONDS)
     assert clean, report + ("\n" + result.failure_report() if result else "")
 
 

@@ -44,7 +44,6 @@ Python requirements.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -54,7 +53,6 @@ from pathlib import Path
 
 import pytest
 from baseline_support import (
-    PACKER,
     PACKER_CANCEL_GRACE,
     PACKER_DEFAULT_MOUNT_ROOT,
     Lab,
@@ -62,11 +60,11 @@ from baseline_support import (
     action_sequence,
     free_xen_device,
     hcl_string,
-    loops_backed_below,
     mounts_matching,
     next_nvme_disk,
     run_packer,
     run_packer_once_more_on_device_collision,
+    running_lab,
     unmount_below,
     write_json_template,
 )
@@ -144,29 +142,6 @@ def shell_inline(token: str) -> list[str]:
 
 def expected_shell_lines(token: str) -> list[str]:
     return ["shell-provisioner-ran", f"token={token}", "BusyBox", "1"]
-
-
-def check_prerequisites() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("the packer baseline needs root (loop devices, mounts, chroot)")
-    if not os.path.exists(PACKER):
-        pytest.fail(f"{PACKER} missing: apt-get install packer (Debian's 1.6.6)")
-
-
-@contextlib.contextmanager
-def running_lab(name: str, state_dir: Path, device_style: str):
-    """A started lab; on exit its leak report must be clean, and it is always stopped."""
-    check_prerequisites()
-    started = Lab.start(name, state_dir, device_style)
-    try:
-        yield started
-    finally:
-        try:
-            clean, report = started.leaks()
-        finally:
-            started.stop()
-        assert clean, f"lab leak report after the baseline builds is not clean:\n{report}"
-        assert loops_backed_below(state_dir) == [], "loop devices left after labctl stop"
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,7 @@ from plugin_e2e_support import (  # noqa: F401  (fixtures are used by name)
     assert_our_plugin_built,
     check_ami,
     check_resolv_conf_intact,
+    json_builder,
     lab,
     lab_client,
     lab_faults,
@@ -659,18 +660,13 @@ build {{
     assert_clean(lab, result)
 
 
-def test_from_scratch_build_registers_the_template_mappings(lab: Lab, workdir: Path):
-    """An empty volume, formatted by pre_mount_commands, given a shell by
-    post_mount_commands, provisioned and registered with the template's
-    mappings (no source AMI at all)."""
-    token = uuid.uuid4().hex[:12]
-    ami_name = f"e2e-scratch-{token}"
-    builder = {
-        "type": PLUGIN_TYPE,
-        "region": lab.region,
-        "custom_endpoint_ec2": lab.ec2_endpoint,
-        "skip_region_validation": True,
-        "ami_name": ami_name,
+ROOT_MAPPING = {"device_name": "/dev/xvda", "volume_type": "gp3", "delete_on_termination": True}
+
+
+def scratch_builder(lab: Lab, workdir: Path, ami_name: str, **options) -> dict:
+    """A from_scratch build: a 1 GiB volume formatted by pre_mount_commands
+    and given busybox as its shell by post_mount_commands."""
+    return json_builder(lab, workdir, ami_name, **{
         "from_scratch": True,
         "root_volume_size": 1,
         "root_device_name": "/dev/xvda",
@@ -682,11 +678,18 @@ def test_from_scratch_build_registers_the_template_mappings(lab: Lab, workdir: P
             "cp /bin/busybox {{.MountPath}}/bin/busybox",
             "ln -s busybox {{.MountPath}}/bin/sh",
         ],
-        "ami_block_device_mappings": [
-            {"device_name": "/dev/xvda", "volume_type": "gp3", "delete_on_termination": True},
-        ],
-        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
-    }
+        "ami_block_device_mappings": [ROOT_MAPPING],
+        **options,
+    })
+
+
+def test_from_scratch_build_registers_the_template_mappings(lab: Lab, workdir: Path):
+    """An empty volume, formatted by pre_mount_commands, given a shell by
+    post_mount_commands, provisioned and registered with the template's
+    mappings (no source AMI at all)."""
+    token = uuid.uuid4().hex[:12]
+    ami_name = f"e2e-scratch-{token}"
+    builder = scratch_builder(lab, workdir, ami_name)
     write_json_template(workdir / "scratch.json", builder, [
         {"type": "shell", "inline": [f"echo scratch {token} > /etc/e2e-scratch.txt"]},
     ])
@@ -712,37 +715,21 @@ def test_from_scratch_arm64_encrypted_with_extra_mappings(lab: Lab, workdir: Pat
     kms = lab_client(lab, lab.region, "kms")
     key = kms.create_key(Description=f"e2e scratch {token}")["KeyMetadata"]
     kms.create_alias(AliasName=f"alias/e2e-scratch-{token}", TargetKeyId=key["KeyId"])
-    builder = {
-        "type": PLUGIN_TYPE,
-        "region": lab.region,
-        "custom_endpoint_ec2": lab.ec2_endpoint,
-        "skip_region_validation": True,
-        "ami_name": ami_name,
-        "from_scratch": True,
-        "ami_architecture": "arm64",
-        "boot_mode": "uefi",
-        "root_volume_size": 1,
-        "root_volume_type": "gp3",
-        "root_volume_encrypt_boot": True,
-        "root_volume_kms_key_id": f"alias/e2e-scratch-{token}",
-        "root_volume_tags": {"Scratch": token},
-        "root_device_name": "/dev/xvda",
-        "ami_virtualization_type": "hvm",
-        "mount_partition": "0",
-        "pre_mount_commands": ["mkfs.ext4 -q -F {{.Device}}"],
-        "post_mount_commands": [
-            "mkdir -p {{.MountPath}}/bin {{.MountPath}}/etc {{.MountPath}}/tmp",
-            "cp /bin/busybox {{.MountPath}}/bin/busybox",
-            "ln -s busybox {{.MountPath}}/bin/sh",
-        ],
-        "ami_block_device_mappings": [
-            {"device_name": "/dev/xvda", "volume_type": "gp3", "delete_on_termination": True},
+    builder = scratch_builder(
+        lab, workdir, ami_name,
+        ami_architecture="arm64",
+        boot_mode="uefi",
+        root_volume_type="gp3",
+        root_volume_encrypt_boot=True,
+        root_volume_kms_key_id=f"alias/e2e-scratch-{token}",
+        root_volume_tags={"Scratch": token},
+        ami_block_device_mappings=[
+            ROOT_MAPPING,
             {"device_name": "/dev/xvdb", "volume_type": "gp3", "volume_size": 5, "iops": 4000, "throughput": 250},
             {"device_name": "/dev/xvdc", "virtual_name": "ephemeral0"},
             {"device_name": "/dev/xvdd", "no_device": True},
         ],
-        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
-    }
+    )
     write_json_template(workdir / "scratch-arm.json", builder, [
         {"type": "shell", "inline": [f"echo scratch {token} > /etc/e2e-scratch.txt"]},
     ])

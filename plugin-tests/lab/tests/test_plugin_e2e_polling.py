@@ -13,12 +13,13 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from baseline_support import Lab, labctl, run_packer, write_json_template
 from plugin_e2e_support import (  # noqa: F401  (fixtures are used by name)
-    PLUGIN_TYPE,
     assert_clean,
     assert_our_plugin_built,
     calls_since,
+    json_builder,
     lab,
     lab_faults,
     own_snapshots,
@@ -31,24 +32,22 @@ from plugin_e2e_support import (  # noqa: F401  (fixtures are used by name)
 NO_POLLING_ENV = {"AWS_POLL_DELAY_SECONDS": None, "AWS_MAX_ATTEMPTS": None, "AWS_TIMEOUT_SECONDS": None}
 
 
-def builder(lab: Lab, source_ami: str, workdir: Path, ami_name: str, **options) -> dict:
-    return {
-        "type": PLUGIN_TYPE,
-        "region": lab.region,
-        "custom_endpoint_ec2": lab.ec2_endpoint,
-        "skip_region_validation": True,
-        "ami_name": ami_name,
-        "source_ami": source_ami,
-        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
-        **options,
-    }
-
-
-def snapshot_never_completes(lab: Lab) -> None:
-    labctl("fault", "--name", lab.name, "timings", "snapshot=600")
-
-
-def assert_gave_up_on_the_snapshot(lab: Lab, result, polls: list[dict], attempts: int, snapshots_before: set[str]) -> None:
+@pytest.mark.parametrize(("options", "env", "attempts"), [
+    # The template's block wins over the environment's (much larger) limit.
+    ({"aws_polling": {"delay_seconds": 1, "max_attempts": 3}}, {"AWS_MAX_ATTEMPTS": "500", "AWS_POLL_DELAY_SECONDS": "1"}, 3),
+    ({}, {"AWS_MAX_ATTEMPTS": "4", "AWS_POLL_DELAY_SECONDS": "1"}, 4),
+], ids=["aws_polling-block", "AWS_MAX_ATTEMPTS"])
+def test_polling_limits_bound_the_snapshot_wait(lab: Lab, source_ami: str, workdir: Path, options, env, attempts):
+    ami_name = f"e2e-polling-{uuid.uuid4().hex[:12]}"
+    write_json_template(workdir / "polling.json", json_builder(lab, workdir, ami_name, source_ami=source_ami, **options),
+                        [{"type": "shell", "inline": ["true"]}])
+    snapshots_before = own_snapshots(lab)
+    since = time.time()
+    with lab_faults(lab):
+        labctl("fault", "--name", lab.name, "timings", "snapshot=600")
+        result = run_packer(workdir / "polling.json", workdir, lab.process_env(), fake_sys_block=False,
+                            overrides={**NO_POLLING_ENV, **env})
+        polls = calls_since(lab, since, "DescribeSnapshots")
     assert result.returncode != 0 and not result.timed_out, result.failure_report()
     assert f"after {attempts} polls" in result.stdout, result.failure_report()
     # One DescribeSnapshots per poll, plus at most one by the cleanup.
@@ -57,43 +56,13 @@ def assert_gave_up_on_the_snapshot(lab: Lab, result, polls: list[dict], attempts
     assert_clean(lab, result)
 
 
-def test_aws_polling_block_bounds_the_snapshot_wait(lab: Lab, source_ami: str, workdir: Path):
-    ami_name = f"e2e-polling-{uuid.uuid4().hex[:12]}"
-    write_json_template(workdir / "polling.json", builder(
-        lab, source_ami, workdir, ami_name, aws_polling={"delay_seconds": 1, "max_attempts": 3},
-    ), [{"type": "shell", "inline": ["true"]}])
-    snapshots_before = own_snapshots(lab)
-    since = time.time()
-    with lab_faults(lab):
-        snapshot_never_completes(lab)
-        # The template wins over the environment's (much larger) limit.
-        result = run_packer(workdir / "polling.json", workdir, lab.process_env(), fake_sys_block=False,
-                            overrides={**NO_POLLING_ENV, "AWS_MAX_ATTEMPTS": "500", "AWS_POLL_DELAY_SECONDS": "1"})
-        polls = calls_since(lab, since, "DescribeSnapshots")
-    assert_gave_up_on_the_snapshot(lab, result, polls, 3, snapshots_before)
-
-
-def test_aws_max_attempts_from_the_environment_bounds_the_wait(lab: Lab, source_ami: str, workdir: Path):
-    ami_name = f"e2e-polling-env-{uuid.uuid4().hex[:12]}"
-    write_json_template(workdir / "env.json", builder(lab, source_ami, workdir, ami_name),
-                        [{"type": "shell", "inline": ["true"]}])
-    snapshots_before = own_snapshots(lab)
-    since = time.time()
-    with lab_faults(lab):
-        snapshot_never_completes(lab)
-        result = run_packer(workdir / "env.json", workdir, lab.process_env(), fake_sys_block=False,
-                            overrides={**NO_POLLING_ENV, "AWS_MAX_ATTEMPTS": "4", "AWS_POLL_DELAY_SECONDS": "1"})
-        polls = calls_since(lab, since, "DescribeSnapshots")
-    assert_gave_up_on_the_snapshot(lab, result, polls, 4, snapshots_before)
-
-
 def test_throttled_calls_are_retried_up_to_max_retries(lab: Lab, source_ami: str, workdir: Path):
     """Two throttled CreateVolume calls: the default retries ride them out;
     max_retries = 1 gives up after the second, naming the call and the code."""
     throttle = ["fault", "--name", lab.name, "fail", "CreateVolume", "--code", "RequestLimitExceeded",
                 "--message", "Request limit exceeded.", "--status", "503", "--times", "2"]
     ami_name = f"e2e-retries-{uuid.uuid4().hex[:12]}"
-    write_json_template(workdir / "retries.json", builder(lab, source_ami, workdir, ami_name),
+    write_json_template(workdir / "retries.json", json_builder(lab, workdir, ami_name, source_ami=source_ami),
                         [{"type": "shell", "inline": ["true"]}])
     since = time.time()
     with lab_faults(lab):
@@ -106,7 +75,7 @@ def test_throttled_calls_are_retried_up_to_max_retries(lab: Lab, source_ami: str
     assert_clean(lab, result)
     lab.ec2().deregister_image(ImageId=ami)
 
-    write_json_template(workdir / "one-retry.json", builder(lab, source_ami, workdir, ami_name + "-1", max_retries=1),
+    write_json_template(workdir / "one-retry.json", json_builder(lab, workdir, ami_name + "-1", source_ami=source_ami, max_retries=1),
                         [{"type": "shell", "inline": ["true"]}])
     since = time.time()
     with lab_faults(lab):

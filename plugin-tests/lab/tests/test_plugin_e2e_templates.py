@@ -23,6 +23,7 @@ from plugin_e2e_support import (  # noqa: F401  (fixtures are used by name)
     assert_clean,
     assert_our_plugin_built,
     calls_since,
+    json_builder,
     lab,
     source_ami,
     workdir,
@@ -45,16 +46,7 @@ def test_template_functions_and_build_info_reach_the_image(lab: Lab, source_ami:
     ec2 = lab.ec2()
     source = ec2.describe_images(ImageIds=[source_ami])["Images"][0]
     source_tags = {t["Key"]: t["Value"] for t in source["Tags"]}
-    builder = {
-        "type": PLUGIN_TYPE,
-        "region": lab.region,
-        "custom_endpoint_ec2": lab.ec2_endpoint,
-        "skip_region_validation": True,
-        "source_ami": source_ami,
-        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
-        "ami_name": "e2e-tpl-{{user `team` | lower | clean_resource_name}}-{{timestamp}}",
-        "ami_description": "{{.SourceAMIName}} in {{.BuildRegion}} by {{build_name}}/{{build_type}} on packer {{packer_version}}",
-        "tags": {
+    builder = json_builder(lab, workdir, "e2e-tpl-{{user `team` | lower | clean_resource_name}}-{{timestamp}}", source_ami=source_ami, ami_description="{{.SourceAMIName}} in {{.BuildRegion}} by {{build_name}}/{{build_type}} on packer {{packer_version}}", tags={
             "Source": "{{.SourceAMI}}",
             "Owner": "{{.SourceAMIOwner}}/{{.SourceAMIOwnerName}}",
             "Created": "{{.SourceAMICreationDate}}",
@@ -68,10 +60,7 @@ def test_template_functions_and_build_info_reach_the_image(lab: Lab, source_ami:
             "Year": "{{isotime `2006`}} {{strftime `%Y`}}",
             "Id": "{{uuid}}",
             "{{user `team` | lower}}-key": "keyed",
-        },
-        "snapshot_tags": {"SnapshotOf": "{{.SourceAMI}}", "Region": "{{.BuildRegion}}"},
-        "root_volume_tags": {"VolumeFrom": "{{.SourceAMIName}}", "Team": "{{user `team`}}"},
-    }
+        }, snapshot_tags={"SnapshotOf": "{{.SourceAMI}}", "Region": "{{.BuildRegion}}"}, root_volume_tags={"VolumeFrom": "{{.SourceAMIName}}", "Team": "{{user `team`}}"})
     template = {"variables": {"team": "Platform:Core"}, "builders": [builder],
                 "provisioners": [{"type": "shell", "inline": ["true"]}]}
     (workdir / "tpl.json").write_text(json.dumps(template, indent=2))
