@@ -494,7 +494,7 @@ fn reports_all_errors_at_once() {
         e,
         [
             "source_ami or source_ami_filter is required.",
-            "invalid boot mode \"bios\", valid values are either 'uefi', 'legacy-bios' or 'uefi-preferred'",
+            "boot_mode: invalid boot mode \"bios\", valid values are either 'uefi', 'legacy-bios' or 'uefi-preferred'",
             "ami_name must be specified",
         ]
     );
@@ -847,7 +847,7 @@ fn rejects_sharing_with_an_empty_region_key() {
 fn rejects_sharing_a_snapshot_encrypted_with_the_default_key() {
     one_error(
         json!({"encrypt_boot": true, "snapshot_users": ["123456789012"]}),
-        "Cannot share snapshot encrypted with default KMS key, see",
+        "Cannot share snapshot encrypted with default KMS key: snapshot_users",
     );
     one_error(
         json!({"encrypt_boot": true, "snapshot_users": ["1"], "ami_regions": ["eu-west-1"], "region_kms_key_ids": {"eu-west-1": ""}}),

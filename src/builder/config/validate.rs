@@ -215,7 +215,7 @@ fn chroot_rules(config: &Config, out: &mut Outcome) {
         out.error(
             "boot_mode",
             format!(
-                "invalid boot mode {:?}, valid values are either 'uefi', 'legacy-bios' or 'uefi-preferred'",
+                "boot_mode: invalid boot mode {:?}, valid values are either 'uefi', 'legacy-bios' or 'uefi-preferred'",
                 c.boot_mode
             ),
         );
@@ -283,12 +283,15 @@ fn block_device_rules(i: usize, b: &BlockDevice, out: &mut Outcome) {
         _ => None,
     };
     if let (Some(ratio), Some(iops)) = (ratio, b.iops) {
-        if b.volume_size > 0 && iops / b.volume_size > ratio {
+        // Compared by multiplying: upstream divides in integers, which lets
+        // 509 IOPS on 10 GiB pass a 50:1 limit that AWS then refuses.
+        if b.volume_size > 0 && iops > ratio * b.volume_size {
             out.error(
                 OPTION,
                 format!(
-                    "{at}: {name}: the maximum ratio of provisioned IOPS to requested volume size (in GiB) is {ratio}:1 for {} volumes",
-                    b.volume_type
+                    "{at}: {name}: the maximum ratio of provisioned IOPS to requested volume size (in GiB) is {ratio}:1 for {} volumes; \
+                     got {iops} IOPS for {} GiB",
+                    b.volume_type, b.volume_size
                 ),
             );
         }
@@ -350,7 +353,7 @@ fn ami_rules(config: &mut Config, out: &mut Outcome) {
             out.error(
                 "ami_name",
                 format!(
-                    "AMIName should only contain alphanumeric characters, parentheses (()), square brackets ([]), \
+                    "ami_name: AMIName should only contain alphanumeric characters, parentheses (()), square brackets ([]), \
                      spaces ( ), periods (.), slashes (/), dashes (-), single quotes ('), at-signs (@), or \
                      underscores(_). You can use the `clean_resource_name` template filter to automatically \
                      clean your ami name. Got {name:?}"
@@ -384,18 +387,29 @@ fn ami_rules(config: &mut Config, out: &mut Outcome) {
 
     let encrypt = ami.encrypt_boot.is_true();
     let default_key = ami.kms_key_id.is_empty() && keys.is_empty() && encrypt;
-    let empty_region_key = keys.values().any(String::is_empty);
+    // Upstream's messages name no option; ours keep their text (users
+    // search for it) and say which options clash and how to fix it.
+    let default_key_regions: Vec<&str> = keys
+        .iter()
+        .filter(|(_, key)| key.is_empty())
+        .map(|(region, _)| region.as_str())
+        .collect();
     if !ami.ami_users.is_empty() || !ami.ami_org_arns.is_empty() || !ami.ami_ou_arns.is_empty() {
         if default_key {
             out.error(
                 "ami_users",
-                "Cannot share AMI encrypted with default KMS key",
+                "Cannot share AMI encrypted with default KMS key: ami_users, ami_org_arns and ami_ou_arns \
+                 need encrypt_boot with a customer managed key; set kms_key_id or region_kms_key_ids",
             );
         }
-        if empty_region_key {
+        if !default_key_regions.is_empty() {
             out.error(
                 "region_kms_key_ids",
-                "Cannot share AMI encrypted with default KMS key for other regions",
+                format!(
+                    "Cannot share AMI encrypted with default KMS key for other regions: region_kms_key_ids \
+                     gives no key for {default_key_regions:?}, and ami_users, ami_org_arns or ami_ou_arns \
+                     share the AMI; give a customer managed key for every region"
+                ),
             );
         }
     }
@@ -403,14 +417,18 @@ fn ami_rules(config: &mut Config, out: &mut Outcome) {
         if default_key {
             out.error(
                 "snapshot_users",
-                "Cannot share snapshot encrypted with default KMS key, see \
-                 https://www.packer.io/docs/builders/amazon-ebs#region_kms_key_ids for more information",
+                "Cannot share snapshot encrypted with default KMS key: snapshot_users need encrypt_boot \
+                 with a customer managed key; set kms_key_id or region_kms_key_ids",
             );
         }
-        if empty_region_key {
+        if !default_key_regions.is_empty() {
             out.error(
                 "region_kms_key_ids",
-                "Cannot share snapshot encrypted with default KMS key",
+                format!(
+                    "Cannot share snapshot encrypted with default KMS key: region_kms_key_ids gives no key \
+                     for {default_key_regions:?}, and snapshot_users share the snapshots; give a customer \
+                     managed key for every region"
+                ),
             );
         }
     }
