@@ -507,6 +507,20 @@ fn skips_follow_up_errors_of_options_that_failed_to_decode() {
 }
 
 #[test]
+fn skips_follow_up_errors_that_name_an_option_that_failed_to_decode() {
+    let e = errors(json!({
+        "root_device_name": "/dev/xvda", "root_volume_size": 8,
+        "ami_block_device_mappings": [{"device_name": "/dev/xvda", "iosp": 3000}],
+    }));
+    assert_eq!(
+        e,
+        ["unknown configuration key: '\"ami_block_device_mappings[0].iosp\"'; did you mean \"iops\"?"]
+    );
+    let e = errors(json!({"source_ami": "", "source_ami_filter": {"owners": {"amazon": true}}}));
+    assert_eq!(e, ["source_ami_filter.owners: expected a list, got an object"]);
+}
+
+#[test]
 fn returns_generated_data_names_in_upstream_order() {
     let (_, p) = ok(json!({}));
     assert_eq!(
