@@ -186,7 +186,9 @@ impl Config {
                 // must be specified" for a mapping with a typo in it).
                 .filter(|issue| {
                     !failed.contains(issue.option)
-                        && !failed.iter().any(|option| names_option(&issue.message, option))
+                        && !failed
+                            .iter()
+                            .any(|option| names_option(&issue.message, option))
                 })
                 .map(|issue| issue.message),
         );
@@ -364,5 +366,21 @@ fn table(
     out.push('\n');
 }
 
+#[cfg(test)]
+impl Config {
+    /// `Debug` of the option at template path `path` (`assume_role.role_arn`),
+    /// `None` when no option has that path (see [`declare::Observe`]).
+    pub(crate) fn observe(&self, path: &str) -> Option<String> {
+        use declare::Observe;
+        self.chroot
+            .observe(path)
+            .or_else(|| self.ami.observe(path))
+            .or_else(|| self.snapshot.observe(path))
+            .or_else(|| self.access.observe(path))
+    }
+}
+
+#[cfg(test)]
+mod option_table;
 #[cfg(test)]
 mod tests;
