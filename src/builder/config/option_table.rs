@@ -199,10 +199,9 @@ fn holder<'a>(config: &'a mut Map, path: &'a str) -> (&'a mut Map, &'a str) {
         return (config, path);
     };
     let repeatable = matches!(config_spec().0.get(block), Some(Spec::BlockList { .. }));
-    let slot =
-        config
-            .entry(block)
-            .or_insert_with(|| if repeatable { json!([{}]) } else { json!({}) });
+    let slot = config
+        .entry(block)
+        .or_insert_with(|| if repeatable { json!([{}]) } else { json!({}) });
     let body = match slot {
         Value::Array(items) => {
             if items.is_empty() {
@@ -746,6 +745,7 @@ fn chroot_rows() -> Vec<Row> {
             ),
         row("root_volume_tags")
             .default("{}")
+            .err(json!({"": "x"}), &["root_volume_tags has an empty key: AWS refuses a tag without a key"])
             .ok(json!({"Name": "{{.SourceAMIName}}-work", "Team": "ops"}), "{\"Name\": \"{{.SourceAMIName}}-work\", \"Team\": \"ops\"}")
             .ok(json!([{"A": "1"}, {"B": "2"}]), "{\"A\": \"1\", \"B\": \"2\"}")
             .err(json!("Name=x"), &["root_volume_tags: expected a map of strings, got the string \"Name=x\""])
@@ -995,6 +995,9 @@ const SHARE_AMI_DEFAULT_KEY: &str = "Cannot share AMI encrypted with default KMS
 const SHARE_SNAPSHOT_DEFAULT_KEY: &str =
     "Cannot share snapshot encrypted with default KMS key: snapshot_users \
      need encrypt_boot with a customer managed key; set kms_key_id or region_kms_key_ids";
+const ENA_NEEDS_HVM: &str =
+    "ena_support needs an hvm AMI, but ami_virtualization_type is \"paravirtual\"; \
+     set it to \"hvm\" or turn ena_support off";
 const KMS_KEY_WITHOUT_ENCRYPT: &str =
     "If you have set either region_kms_key_ids or kms_key_id, encrypt_boot must also be true.";
 
@@ -1105,10 +1108,14 @@ fn ami_rows() -> Vec<Row> {
             .ok(json!("hvm"), "\"hvm\"")
             .ok(json!("paravirtual"), "\"paravirtual\"")
             .err(json!("pv"), &["ami_virtualization_type must be \"hvm\" or \"paravirtual\"; got \"pv\""])
+            .err_with(json!("paravirtual"), json!({"ena_support": true}), &[ENA_NEEDS_HVM])
             .err(json!(["hvm"]), &["ami_virtualization_type: expected a string, got a list"])
             .err_with(json!(""), from_scratch(), &["ami_virtualization_type is required with from_scratch."]),
         sharing_row("ami_users", "123456789012"),
-        list_row("ami_groups", "all"),
+        list_row("ami_groups", "all").err(
+            json!(["all", "admins"]),
+            &["The only group ami_groups may name is \"all\" (everyone); got \"admins\""],
+        ),
         sharing_row("ami_org_arns", "arn:aws:organizations::123456789012:organization/o-abc"),
         sharing_row("ami_ou_arns", "arn:aws:organizations::123456789012:ou/o-abc/ou-ab-cdef"),
         list_row("ami_product_codes", "abcdef0123456789"),
@@ -1136,6 +1143,7 @@ fn ami_rows() -> Vec<Row> {
         bool_row("skip_region_validation"),
         row("tags")
             .default("{}")
+            .err(json!({"": "x"}), &["tags has an empty key: AWS refuses a tag without a key"])
             .ok(json!({"Name": "{{.SourceAMIName}}", "Team": "ops"}), "{\"Name\": \"{{.SourceAMIName}}\", \"Team\": \"ops\"}")
             .ok(json!([{"Name": "a"}, {"Team": "ops"}]), "{\"Name\": \"a\", \"Team\": \"ops\"}")
             .err(json!("Name=a"), &["tags: expected a map of strings, got the string \"Name=a\""])
@@ -1148,8 +1156,17 @@ fn ami_rows() -> Vec<Row> {
             .default("Unset")
             .ok(json!(true), "True")
             .ok(json!("false"), "False")
-            .err(json!("on"), &["ena_support: expected a boolean (true or false), got the string \"on\""]),
-        bool_row("sriov_support"),
+            .err(json!("on"), &["ena_support: expected a boolean (true or false), got the string \"on\""])
+            .ok_with(json!(false), json!({"ami_virtualization_type": "paravirtual"}), "False")
+            .err_with(json!(true), json!({"ami_virtualization_type": "paravirtual"}), &[ENA_NEEDS_HVM]),
+        bool_row("sriov_support")
+            .ok_with(json!(true), json!({"ami_virtualization_type": "hvm"}), "true")
+            .err_with(
+                json!(true),
+                json!({"ami_virtualization_type": "paravirtual"}),
+                &["sriov_support needs an hvm AMI, but ami_virtualization_type is \"paravirtual\"; \
+                   set it to \"hvm\" or turn sriov_support off"],
+            ),
         bool_row("force_deregister"),
         bool_row("force_delete_snapshot"),
         row("encrypt_boot")
@@ -1318,6 +1335,10 @@ fn snapshot_rows() -> Vec<Row> {
     vec![
         row("snapshot_tags")
             .default("{}")
+            .err(
+                json!({"": "x"}),
+                &["snapshot_tags has an empty key: AWS refuses a tag without a key"],
+            )
             .ok(
                 json!({"Name": "{{.SourceAMI}}"}),
                 "{\"Name\": \"{{.SourceAMI}}\"}",
@@ -1347,7 +1368,10 @@ fn snapshot_rows() -> Vec<Row> {
                 json!({"encrypt_boot": true}),
                 &[SHARE_SNAPSHOT_DEFAULT_KEY],
             ),
-        list_row("snapshot_groups", "all"),
+        list_row("snapshot_groups", "all").err(
+            json!(["everyone"]),
+            &["The only group snapshot_groups may name is \"all\" (everyone); got \"everyone\""],
+        ),
     ]
 }
 
@@ -1571,6 +1595,7 @@ fn block_member_rows() -> Vec<Row> {
 /// whose entries end up in `map` (`tags`), over the map's own.
 fn tag_block_rows(block: &'static str, map: &'static str) -> Vec<Row> {
     let entry = |k: &str, v: &str| json!([{"key": k, "value": v}]);
+    let no_key = format!("{block}[0].key must be set: AWS refuses a tag without a key");
     vec![
         row(block)
             .default("[]")
@@ -1585,13 +1610,20 @@ fn tag_block_rows(block: &'static str, map: &'static str) -> Vec<Row> {
             .ok(json!({"key": "Name", "value": "one"}), "{\"Name\": \"one\"}")
             .seen_at(map)
             .err(json!("Name"), &[&format!("{block}: expected a list of blocks (objects), got the string \"Name\"")])
+            // The map's own empty key is the map's problem; a block's is the block's.
+            .err_with(
+                entry("", "x"),
+                json!({ map: {"": "y"} }),
+                &[&format!("{block}[0].key must be set: AWS refuses a tag without a key")],
+            )
             .err(
                 json!([{"key": "Name", "valeu": "x"}]),
                 &[&format!("unknown configuration key: '\"{block}[0].valeu\"'; did you mean \"value\"?")],
             ),
         row(format!("{block}.key"))
             .base(json!({ block: entry("Name", "web") }))
-            .default("[\"\"]")
+            .required(&[&no_key])
+            .err(json!(""), &[&no_key])
             .ok(json!("Team"), "[\"Team\"]")
             .ok(json!("{{.BuildRegion}}"), "[\"{{.BuildRegion}}\"]")
             .err(json!(["Team"]), &[&format!("{block}[0].key: expected a string, got a list")])

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{dedup_regions, BlockDevice, Config};
+use super::{dedup_regions, BlockDevice, BlockList, Config, KeyValue, TemplateMap};
 use crate::builder::template::{clean_resource_name, clock};
 
 /// One validation error, with the top-level option it is about.
@@ -54,8 +54,54 @@ pub(super) fn validate(config: &mut Config) -> Outcome {
         block_device_rules(i, device, &mut out);
     }
     ami_rules(config, &mut out);
+    tag_rules(config, &mut out);
     access_rules(config, &mut out);
     out
+}
+
+/// AWS refuses a tag without a key, and tags are applied only after the
+/// AMI is registered (or, for the volume, at CreateVolume): say so now.
+fn tag_rules(config: &Config, out: &mut Outcome) {
+    let tags: [(
+        &'static str,
+        &BlockList<KeyValue>,
+        &'static str,
+        &TemplateMap,
+    ); 3] = [
+        ("tag", &config.ami.tag, "tags", &config.ami.tags),
+        (
+            "snapshot_tag",
+            &config.snapshot.snapshot_tag,
+            "snapshot_tags",
+            &config.snapshot.snapshot_tags,
+        ),
+        (
+            "root_volume_tag",
+            &config.chroot.root_volume_tag,
+            "root_volume_tags",
+            &config.chroot.root_volume_tags,
+        ),
+    ];
+    for (block, entries, map, merged) in tags {
+        let mut reported = false;
+        for (i, entry) in entries.0.iter().enumerate() {
+            if entry.key.source().is_empty() {
+                reported = true;
+                out.error(
+                    block,
+                    format!("{block}[{i}].key must be set: AWS refuses a tag without a key"),
+                );
+            }
+        }
+        // The blocks are merged into the map: an empty key there that no
+        // block explains came from the map itself.
+        if !reported && merged.0.iter().any(|(k, _)| k.source().is_empty()) {
+            out.error(
+                map,
+                format!("{map} has an empty key: AWS refuses a tag without a key"),
+            );
+        }
+    }
 }
 
 fn chroot_rules(config: &Config, out: &mut Outcome) {
@@ -336,6 +382,35 @@ fn block_device_rules(i: usize, b: &BlockDevice, out: &mut Outcome) {
 
 fn ami_rules(config: &mut Config, out: &mut Outcome) {
     let ami = &config.ami;
+    // The launch and create-volume permissions are set after the AMI is
+    // registered, and AWS knows a single group.
+    let groups = [
+        ("ami_groups", &ami.ami_groups),
+        ("snapshot_groups", &config.snapshot.snapshot_groups),
+    ];
+    for (option, groups) in groups {
+        for group in groups.iter().filter(|g| g.as_str() != "all") {
+            out.error(
+                option,
+                format!("The only group {option} may name is \"all\" (everyone); got {group:?}"),
+            );
+        }
+    }
+    let enhanced = [
+        ("ena_support", ami.ena_support.is_true()),
+        ("sriov_support", ami.sriov_support),
+    ];
+    for (option, on) in enhanced {
+        if on && ami.ami_virtualization_type == "paravirtual" {
+            out.error(
+                option,
+                format!(
+                    "{option} needs an hvm AMI, but ami_virtualization_type is \"paravirtual\"; \
+                     set it to \"hvm\" or turn {option} off"
+                ),
+            );
+        }
+    }
     let name = &ami.ami_name;
     if name.is_empty() {
         out.error("ami_name", "ami_name must be specified");
