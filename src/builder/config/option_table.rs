@@ -768,6 +768,17 @@ fn chroot_rows() -> Vec<Row> {
                 json!({"root_volume_encrypt_boot": true}),
                 "\"arn:aws:kms:us-east-1:123456789012:key/mrk-1234abcd\"",
             )
+            .ok_with(
+                json!("arn:aws:kms:us-east-1:123456789012:key/mrk-1234abcd"),
+                json!({"root_volume_encrypt_boot": true, "region": "us-east-1"}),
+                "\"arn:aws:kms:us-east-1:123456789012:key/mrk-1234abcd\"",
+            )
+            .err_with(
+                json!("arn:aws:kms:us-east-1:123456789012:key/mrk-1234abcd"),
+                json!({"root_volume_encrypt_boot": true, "region": "eu-west-1"}),
+                &["root_volume_kms_key_id: the KMS key \"arn:aws:kms:us-east-1:123456789012:key/mrk-1234abcd\" is in \
+                   us-east-1, but it is used in eu-west-1; KMS keys are regional, give a key of eu-west-1"],
+            )
             .err_with(
                 json!("alias/x"),
                 json!({"root_volume_encrypt_boot": false}),
@@ -1194,6 +1205,17 @@ fn ami_rows() -> Vec<Row> {
                 json!({"encrypt_boot": true}),
                 "\"arn:aws-cn:kms:cn-north-1:123456789012:alias/build\"",
             )
+            .ok_with(
+                json!("arn:aws:kms:eu-west-1:123456789012:alias/build"),
+                json!({"encrypt_boot": true, "region": "eu-west-1"}),
+                "\"arn:aws:kms:eu-west-1:123456789012:alias/build\"",
+            )
+            .err_with(
+                json!("arn:aws:kms:us-east-1:123456789012:alias/build"),
+                json!({"encrypt_boot": true, "region": "eu-west-1"}),
+                &["kms_key_id: the KMS key \"arn:aws:kms:us-east-1:123456789012:alias/build\" is in us-east-1, \
+                   but it is used in eu-west-1; KMS keys are regional, give a key of eu-west-1"],
+            )
             .err(json!("alias/mine"), &[KMS_KEY_WITHOUT_ENCRYPT])
             .err_with(
                 json!("my key"),
@@ -1218,6 +1240,17 @@ fn ami_rows() -> Vec<Row> {
                 json!({"eu-west-1": ""}),
                 json!({"encrypt_boot": true, "ami_regions": ["eu-west-1"]}),
                 "{\"eu-west-1\": \"\"}",
+            )
+            .ok_with(
+                json!({"eu-west-1": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd"}),
+                json!({"encrypt_boot": true, "ami_regions": ["eu-west-1"]}),
+                "{\"eu-west-1\": \"arn:aws:kms:eu-west-1:123456789012:key/1234abcd\"}",
+            )
+            .err_with(
+                json!({"eu-west-1": "arn:aws:kms:us-east-1:123456789012:key/1234abcd"}),
+                json!({"encrypt_boot": true, "ami_regions": ["eu-west-1"]}),
+                &["region_kms_key_ids: the KMS key \"arn:aws:kms:us-east-1:123456789012:key/1234abcd\" is in \
+                   us-east-1, but it is used in eu-west-1; KMS keys are regional, give a key of eu-west-1"],
             )
             .err(json!("alias/eu"), &["region_kms_key_ids: expected a map of strings, got the string \"alias/eu\""])
             .err_with(
@@ -1467,7 +1500,20 @@ fn access_rows() -> Vec<Row> {
             .err(json!(-1), &["max_retries must not be negative; got -1"]),
         secret_row("mfa_code", "123456"),
         string_row("profile", "build"),
-        string_row("region", "eu-west-1"),
+        string_row("region", "eu-west-1")
+            .ok_with(
+                json!("us-east-1"),
+                json!({"ami_regions": ["us-east-1", "eu-west-1"]}),
+                "[\"eu-west-1\"]",
+            )
+            // The AMI is not copied into the region it is built in.
+            .seen_at("ami_regions")
+            .err_with(
+                json!("eu-west-1"),
+                json!({"encrypt_boot": true, "kms_key_id": "arn:aws:kms:us-east-1:123456789012:alias/build"}),
+                &["kms_key_id: the KMS key \"arn:aws:kms:us-east-1:123456789012:alias/build\" is in us-east-1, \
+                   but it is used in eu-west-1; KMS keys are regional, give a key of eu-west-1"],
+            ),
         row("secret_key")
             .default("\"\"")
             .ok_with(json!("SECRET"), json!({"access_key": "AKIDEXAMPLE"}), "\"SECRET\"")

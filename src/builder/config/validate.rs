@@ -231,10 +231,13 @@ fn chroot_rules(config: &Config, out: &mut Outcome) {
             ),
         );
     }
-    if !c.root_volume_kms_key_id.is_empty() && !valid_kms_key(&c.root_volume_kms_key_id) {
-        out.error(
+    if !c.root_volume_kms_key_id.is_empty() {
+        let build_region = Some(config.access.region.as_str()).filter(|r| !r.is_empty());
+        check_kms_key(
             "root_volume_kms_key_id",
-            invalid_kms_key("root_volume_kms_key_id", &c.root_volume_kms_key_id),
+            build_region,
+            &c.root_volume_kms_key_id,
+            out,
         );
     }
 
@@ -508,14 +511,16 @@ fn ami_rules(config: &mut Config, out: &mut Outcome) {
         }
     }
 
-    let mut kms_keys: Vec<(&'static str, &str)> = Vec::new();
+    // (option, region the key is used in when known, key)
+    let build_region = Some(config.access.region.as_str()).filter(|r| !r.is_empty());
+    let mut kms_keys: Vec<(&'static str, Option<&str>, &str)> = Vec::new();
     if !ami.kms_key_id.is_empty() {
-        kms_keys.push(("kms_key_id", &ami.kms_key_id));
+        kms_keys.push(("kms_key_id", build_region, &ami.kms_key_id));
     }
     kms_keys.extend(
-        keys.values()
-            .filter(|k| !k.is_empty())
-            .map(|k| ("region_kms_key_ids", k.as_str())),
+        keys.iter()
+            .filter(|(_, k)| !k.is_empty())
+            .map(|(region, k)| ("region_kms_key_ids", Some(region.as_str()), k.as_str())),
     );
     if !kms_keys.is_empty() && !encrypt {
         out.error(
@@ -523,10 +528,8 @@ fn ami_rules(config: &mut Config, out: &mut Outcome) {
             "If you have set either region_kms_key_ids or kms_key_id, encrypt_boot must also be true.",
         );
     }
-    for (option, key) in kms_keys {
-        if !valid_kms_key(key) {
-            out.error(option, invalid_kms_key(option, key));
-        }
+    for (option, region, key) in kms_keys {
+        check_kms_key(option, region, key, out);
     }
 
     if !ami.imds_support.is_empty() && ami.imds_support != "v2.0" {
@@ -614,6 +617,31 @@ fn access_rules(config: &Config, out: &mut Outcome) {
                 role.duration_seconds
             ),
         );
+    }
+}
+
+/// The key's format, and for a key ARN used in a known region that it
+/// is a key of that region: KMS keys are regional, and a mismatch fails
+/// CreateVolume or CopyImage only in the middle of the build.
+fn check_kms_key(option: &'static str, used_in: Option<&str>, key: &str, out: &mut Outcome) {
+    if !valid_kms_key(key) {
+        out.error(option, invalid_kms_key(option, key));
+        return;
+    }
+    let arn_region = key
+        .strip_prefix("arn:")
+        .and_then(|rest| rest.split(':').nth(2))
+        .filter(|r| !r.is_empty());
+    if let (Some(used_in), Some(arn_region)) = (used_in, arn_region) {
+        if used_in != arn_region {
+            out.error(
+                option,
+                format!(
+                    "{option}: the KMS key {key:?} is in {arn_region}, but it is used in {used_in}; \
+                     KMS keys are regional, give a key of {used_in}"
+                ),
+            );
+        }
     }
 }
 
