@@ -14,7 +14,7 @@
 //! [`every_option_has_a_row_and_every_row_an_option`] walks the declared
 //! options, so adding an option without a row fails the build.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde_json::{json, Value};
@@ -360,8 +360,12 @@ fn every_option_behaves_as_its_row_says() {
 }
 
 /// Template paths of every declared option, block members as `block.member`.
-fn option_paths() -> Vec<String> {
-    fn walk(prefix: &str, options: &[OptionDesc], out: &mut Vec<String>) {
+fn option_paths() -> BTreeMap<String, &'static OptionDesc> {
+    fn walk(
+        prefix: &str,
+        options: &'static [OptionDesc],
+        out: &mut BTreeMap<String, &'static OptionDesc>,
+    ) {
         for o in options {
             let path = format!("{prefix}{}", o.name);
             match (o.shape)() {
@@ -370,10 +374,10 @@ fn option_paths() -> Vec<String> {
                 }
                 Shape::Attr(_) => {}
             }
-            out.push(path);
+            out.insert(path, o);
         }
     }
-    let mut out = Vec::new();
+    let mut out = BTreeMap::new();
     // PackerKeys is left out on purpose: Packer core sets those keys
     // (`packer_build_name` …) and Prepare reads them as PackerSettings,
     // not as options a user writes.
@@ -390,7 +394,7 @@ fn option_paths() -> Vec<String> {
 
 #[test]
 fn every_option_has_a_row_and_every_row_an_option() {
-    let declared: BTreeSet<String> = option_paths().into_iter().collect();
+    let declared = option_paths();
     let table = option_table();
     let mut problems = Vec::new();
     let mut rows = BTreeSet::new();
@@ -398,18 +402,33 @@ fn every_option_has_a_row_and_every_row_an_option() {
         if !rows.insert(row.path.clone()) {
             problems.push(format!("{}: two rows", row.path));
         }
-        if !declared.contains(&row.path) {
+        let Some(desc) = declared.get(&row.path) else {
             problems.push(format!(
                 "{}: a row for an option that does not exist",
                 row.path
             ));
-        }
+            continue;
+        };
         let has = |f: &dyn Fn(&Case) -> bool| row.cases.iter().any(f);
-        if !has(&|c| c.value.is_none() && c.with == json!({})) {
-            problems.push(format!(
+        let default = row
+            .cases
+            .iter()
+            .find(|c| c.value.is_none() && c.with == json!({}));
+        match (default.map(|c| &c.expect), desc.default_value) {
+            (None, _) => problems.push(format!(
                 "{}: no default case (unset, nothing else)",
                 row.path
-            ));
+            )),
+            // The default the declaration applies is the one observed.
+            (Some(Expect::Decodes { seen, .. }), Some(declared))
+                if *seen != format!("{declared:?}") =>
+            {
+                problems.push(format!(
+                    "{}: declared default {declared:?}, the row's default is {seen}",
+                    row.path
+                ))
+            }
+            _ => {}
         }
         if !has(&|c| c.value.is_some() && matches!(c.expect, Expect::Decodes { .. })) {
             problems.push(format!("{}: no accepted value", row.path));
@@ -418,7 +437,7 @@ fn every_option_has_a_row_and_every_row_an_option() {
             problems.push(format!("{}: no rejected value", row.path));
         }
     }
-    for path in declared.difference(&rows) {
+    for path in declared.keys().filter(|p| !rows.contains(*p)) {
         problems.push(format!("{path}: an option without a row"));
     }
     let (config, _) = Config::from_prepare(&args_for(
@@ -429,7 +448,7 @@ fn every_option_has_a_row_and_every_row_an_option() {
         },
     ))
     .unwrap_or_else(|e| panic!("the minimal config is valid: {e}"));
-    for path in &declared {
+    for path in declared.keys() {
         if config.observe(path).is_none() {
             problems.push(format!("{path}: Config::observe does not find it"));
         }
