@@ -593,7 +593,12 @@ fn chroot_rows() -> Vec<Row> {
             .ok(json!(["/etc/hosts"]), "Some([\"/etc/hosts\"])")
             .ok(json!([]), "Some([])")
             .ok(json!("/etc/hosts,/etc/resolv.conf"), "Some([\"/etc/hosts\", \"/etc/resolv.conf\"])")
-            .err(json!({"/etc/hosts": true}), &["copy_files: expected a list, got an object"]),
+            .err(json!({"/etc/hosts": true}), &["copy_files: expected a list, got an object"])
+            .err(
+                json!(["/etc/hosts", "etc/resolv.conf"]),
+                &["copy_files[1]: \"etc/resolv.conf\" must be an absolute path (it names the host file and its \
+                   place in the chroot, e.g. \"/etc/resolv.conf\")"],
+            ),
         row("device_path")
             .default("\"\"")
             .ok(json!("/dev/xvdf"), "\"/dev/xvdf\"")
@@ -601,6 +606,18 @@ fn chroot_rows() -> Vec<Row> {
         row("nvme_device_path")
             .default("\"\"")
             .ok(json!("/dev/nvme1n1p"), "\"/dev/nvme1n1p\"")
+            .ok_with(json!("/dev/nvme1n1"), json!({"mount_partition": "0"}), "\"/dev/nvme1n1\"")
+            .ok_with(
+                json!("/dev/nvme1n1"),
+                json!({"ami_virtualization_type": "paravirtual"}),
+                "\"/dev/nvme1n1\"",
+            )
+            .err(
+                json!("/dev/nvme1n1"),
+                &["nvme_device_path must end with \"p\" so that mount_partition \"1\" can be appended \
+                   (e.g. \"/dev/nvme1n1p\"), or set mount_partition to \"0\" to mount the whole device; \
+                   got \"/dev/nvme1n1\""],
+            )
             .err(json!({}), &["nvme_device_path: expected a string, got an object"]),
         row("from_scratch")
             .default("false")
@@ -639,7 +656,14 @@ fn chroot_rows() -> Vec<Row> {
                 json!("-1"),
                 &["mount_partition must be a partition number such as \"1\", or \"0\" for the whole device; got \"-1\""],
             )
-            .err(json!(["1"]), &["mount_partition: expected a string, got a list"]),
+            .err(json!(["1"]), &["mount_partition: expected a string, got a list"])
+            .err_with(
+                json!("2"),
+                json!({"nvme_device_path": "/dev/nvme1n1"}),
+                &["nvme_device_path must end with \"p\" so that mount_partition \"2\" can be appended \
+                   (e.g. \"/dev/nvme1n1p\"), or set mount_partition to \"0\" to mount the whole device; \
+                   got \"/dev/nvme1n1\""],
+            ),
         row("mount_path")
             .default("\"/mnt/packer-amazon-chroot-volumes/{{.Device}}\"")
             .ok(json!("/mnt/chroot/{{.Device}}"), "\"/mnt/chroot/{{.Device}}\"")

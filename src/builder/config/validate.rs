@@ -127,6 +127,33 @@ fn chroot_rules(config: &Config, out: &mut Outcome) {
         }
     }
 
+    // Each path names both the host file and its place in the chroot.
+    for (i, file) in c.copy_files.iter().flatten().enumerate() {
+        if !file.starts_with('/') {
+            out.error(
+                "copy_files",
+                format!(
+                    "copy_files[{i}]: {file:?} must be an absolute path (it names the host file and its \
+                     place in the chroot, e.g. \"/etc/resolv.conf\")"
+                ),
+            );
+        }
+    }
+    // The partition number is appended to the NVMe device as written
+    // (upstream's docs: it must end with `p`); /dev/nvme1n1 + 1 would
+    // mount the nonexistent /dev/nvme1n11.
+    let partitioned =
+        c.mount_partition != "0" && config.ami.ami_virtualization_type != "paravirtual";
+    if partitioned && !c.nvme_device_path.is_empty() && !c.nvme_device_path.ends_with('p') {
+        out.error(
+            "nvme_device_path",
+            format!(
+                "nvme_device_path must end with \"p\" so that mount_partition {:?} can be appended \
+                 (e.g. \"/dev/nvme1n1p\"), or set mount_partition to \"0\" to mount the whole device; got {:?}",
+                c.mount_partition, c.nvme_device_path
+            ),
+        );
+    }
     if c.mount_partition.is_empty() || !c.mount_partition.bytes().all(|b| b.is_ascii_digit()) {
         out.error(
             "mount_partition",
