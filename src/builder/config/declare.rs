@@ -814,13 +814,16 @@ impl Observe for TemplateMap {
     }
 }
 
-/// `None` for an absent value whatever the path: an unset block has no
-/// members to look at.
+/// `None` for an absent value, also for its members (an unset block has
+/// none to look at) as long as they exist.
 #[cfg(test)]
-impl<T: Observe> Observe for Option<T> {
+impl<T: Observe + Default> Observe for Option<T> {
     fn observe(&self, path: &str) -> Option<String> {
         match self {
-            None => Some("None".into()),
+            None => {
+                T::default().observe(path)?;
+                Some("None".into())
+            }
             Some(v) if path.is_empty() => Some(format!("Some({})", v.observe("")?)),
             Some(v) => v.observe(path),
         }

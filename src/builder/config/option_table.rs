@@ -453,6 +453,19 @@ fn every_option_has_a_row_and_every_row_an_option() {
             problems.push(format!("{path}: Config::observe does not find it"));
         }
     }
+    // Nor does it make up options (an unset block or an empty list of
+    // blocks still knows its members).
+    for path in [
+        "ami_nmae",
+        "aws_polling.delay",
+        "ami_block_device_mappings.iosp",
+        "tag.name",
+        "ami_name.x",
+    ] {
+        if let Some(seen) = config.observe(path) {
+            problems.push(format!("{path}: Config::observe makes it up: {seen}"));
+        }
+    }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     println!(
         "option table: {} rows for {} declared options",
