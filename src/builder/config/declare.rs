@@ -747,6 +747,101 @@ impl<G: OptionGroup> OptionValue for BlockList<G> {
     }
 }
 
+/// Test-only view of a decoded option by its template path
+/// (`ami_name`, `assume_role.role_arn`, `tag.key`), so the option table
+/// can observe every option without one accessor per field.
+#[cfg(test)]
+pub trait Observe {
+    /// `Debug` of the value at `path` (`""` for the value itself); `None`
+    /// when no such option exists. Secrets show their text, templates
+    /// their source, repeatable blocks the list of each entry's value.
+    fn observe(&self, path: &str) -> Option<String>;
+}
+
+/// Leaf options: only the empty path names them.
+#[cfg(test)]
+macro_rules! observe_by_debug {
+    ($($ty:ty),*) => {$(
+        impl Observe for $ty {
+            fn observe(&self, path: &str) -> Option<String> {
+                path.is_empty().then(|| format!("{self:?}"))
+            }
+        }
+    )*};
+}
+#[cfg(test)]
+observe_by_debug!(
+    String,
+    bool,
+    Trilean,
+    i64,
+    Vec<String>,
+    Vec<Vec<String>>,
+    BTreeMap<String, String>
+);
+
+#[cfg(test)]
+impl Observe for Secret {
+    fn observe(&self, path: &str) -> Option<String> {
+        path.is_empty().then(|| format!("{:?}", self.expose()))
+    }
+}
+
+#[cfg(test)]
+impl Observe for Template {
+    fn observe(&self, path: &str) -> Option<String> {
+        path.is_empty().then(|| format!("{:?}", self.source()))
+    }
+}
+
+#[cfg(test)]
+impl Observe for Vec<Template> {
+    fn observe(&self, path: &str) -> Option<String> {
+        let sources: Vec<&str> = self.iter().map(Template::source).collect();
+        path.is_empty().then(|| format!("{sources:?}"))
+    }
+}
+
+#[cfg(test)]
+impl Observe for TemplateMap {
+    fn observe(&self, path: &str) -> Option<String> {
+        let sources: BTreeMap<&str, &str> = self
+            .0
+            .iter()
+            .map(|(k, v)| (k.source(), v.source()))
+            .collect();
+        path.is_empty().then(|| format!("{sources:?}"))
+    }
+}
+
+/// `None` for an absent value, also for its members (an unset block has
+/// none to look at) as long as they exist.
+#[cfg(test)]
+impl<T: Observe + Default> Observe for Option<T> {
+    fn observe(&self, path: &str) -> Option<String> {
+        match self {
+            None => {
+                T::default().observe(path)?;
+                Some("None".into())
+            }
+            Some(v) if path.is_empty() => Some(format!("Some({})", v.observe("")?)),
+            Some(v) => v.observe(path),
+        }
+    }
+}
+
+/// One observation per entry: `[a, b]`.
+#[cfg(test)]
+impl<G: Observe + Default> Observe for BlockList<G> {
+    fn observe(&self, path: &str) -> Option<String> {
+        // Checked on an empty entry so an unknown member is `None` even
+        // when there are no entries.
+        G::default().observe(path)?;
+        let each: Option<Vec<String>> = self.0.iter().map(|g| g.observe(path)).collect();
+        Some(format!("[{}]", each?.join(", ")))
+    }
+}
+
 /// Declares a group of options: the struct, its [`OptionGroup`] impl
 /// (names, spec shapes, docs, decoding) and, for blocks, its
 /// [`OptionValue`] impl. Each option reads
@@ -822,6 +917,22 @@ macro_rules! options {
                 d: &mut $crate::builder::config::declare::Decoder,
             ) -> Option<Self> {
                 $crate::builder::config::declare::decode_block::<Self>(raw, at, d, false)
+            }
+        }
+
+        #[cfg(test)]
+        impl $crate::builder::config::declare::Observe for $name {
+            fn observe(&self, path: &str) -> Option<String> {
+                if path.is_empty() {
+                    return Some(format!("{self:?}"));
+                }
+                let (head, rest) = path.split_once('.').unwrap_or((path, ""));
+                $(
+                    if head == stringify!($field) {
+                        return $crate::builder::config::declare::Observe::observe(&self.$field, rest);
+                    }
+                )*
+                None
             }
         }
     };

@@ -181,8 +181,15 @@ impl Config {
                 .errors
                 .into_iter()
                 // A value that did not decode would only add a misleading
-                // follow-up error ("ami_name must be specified").
-                .filter(|issue| !failed.contains(issue.option))
+                // follow-up error ("ami_name must be specified", or "If
+                // root_device_name is specified, ami_block_device_mappings
+                // must be specified" for a mapping with a typo in it).
+                .filter(|issue| {
+                    !failed.contains(issue.option)
+                        && !failed
+                            .iter()
+                            .any(|option| names_option(&issue.message, option))
+                })
                 .map(|issue| issue.message),
         );
         if !errors.is_empty() {
@@ -277,13 +284,29 @@ fn dedup_regions(regions: &[String], build_region: &str) -> Vec<String> {
         .collect()
 }
 
-/// The top-level option an error message is about (`a.b[0].c: …` → `a`).
+/// The top-level option a decoding error is about: `a.b[0].c: …` → `a`,
+/// and for an unknown key inside a block the block
+/// (`unknown configuration key: '"a[0].typo"'` → `a`).
 fn option_of(message: &str) -> String {
-    let head = message.split(':').next().unwrap_or_default();
-    head.split(['.', '['])
+    let head = match message.strip_prefix("unknown configuration key: '\"") {
+        Some(key) => key,
+        None => message.split(':').next().unwrap_or_default(),
+    };
+    head.split(['.', '[', '"'])
         .next()
         .unwrap_or_default()
         .to_string()
+}
+
+/// Whether `message` names `option` as a whole word (`source_ami` is not
+/// named by `source_ami_filter`).
+fn names_option(message: &str, option: &str) -> bool {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    message.match_indices(option).any(|(at, _)| {
+        let before = message[..at].chars().next_back();
+        let after = message[at + option.len()..].chars().next();
+        !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    })
 }
 
 /// The options documentation: one Markdown table per group (name, type,
@@ -343,5 +366,21 @@ fn table(
     out.push('\n');
 }
 
+#[cfg(test)]
+impl Config {
+    /// `Debug` of the option at template path `path` (`assume_role.role_arn`),
+    /// `None` when no option has that path (see [`declare::Observe`]).
+    pub(crate) fn observe(&self, path: &str) -> Option<String> {
+        use declare::Observe;
+        self.chroot
+            .observe(path)
+            .or_else(|| self.ami.observe(path))
+            .or_else(|| self.snapshot.observe(path))
+            .or_else(|| self.access.observe(path))
+    }
+}
+
+#[cfg(test)]
+mod option_table;
 #[cfg(test)]
 mod tests;

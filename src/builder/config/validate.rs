@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{dedup_regions, BlockDevice, Config};
+use super::{dedup_regions, BlockDevice, BlockList, Config, KeyValue, TemplateMap};
 use crate::builder::template::{clean_resource_name, clock};
 
 /// One validation error, with the top-level option it is about.
@@ -54,8 +54,54 @@ pub(super) fn validate(config: &mut Config) -> Outcome {
         block_device_rules(i, device, &mut out);
     }
     ami_rules(config, &mut out);
+    tag_rules(config, &mut out);
     access_rules(config, &mut out);
     out
+}
+
+/// AWS refuses a tag without a key, and tags are applied only after the
+/// AMI is registered (or, for the volume, at CreateVolume): say so now.
+fn tag_rules(config: &Config, out: &mut Outcome) {
+    let tags: [(
+        &'static str,
+        &BlockList<KeyValue>,
+        &'static str,
+        &TemplateMap,
+    ); 3] = [
+        ("tag", &config.ami.tag, "tags", &config.ami.tags),
+        (
+            "snapshot_tag",
+            &config.snapshot.snapshot_tag,
+            "snapshot_tags",
+            &config.snapshot.snapshot_tags,
+        ),
+        (
+            "root_volume_tag",
+            &config.chroot.root_volume_tag,
+            "root_volume_tags",
+            &config.chroot.root_volume_tags,
+        ),
+    ];
+    for (block, entries, map, merged) in tags {
+        let mut reported = false;
+        for (i, entry) in entries.0.iter().enumerate() {
+            if entry.key.source().is_empty() {
+                reported = true;
+                out.error(
+                    block,
+                    format!("{block}[{i}].key must be set: AWS refuses a tag without a key"),
+                );
+            }
+        }
+        // The blocks are merged into the map: an empty key there that no
+        // block explains came from the map itself.
+        if !reported && merged.0.iter().any(|(k, _)| k.source().is_empty()) {
+            out.error(
+                map,
+                format!("{map} has an empty key: AWS refuses a tag without a key"),
+            );
+        }
+    }
 }
 
 fn chroot_rules(config: &Config, out: &mut Outcome) {
@@ -81,6 +127,33 @@ fn chroot_rules(config: &Config, out: &mut Outcome) {
         }
     }
 
+    // Each path names both the host file and its place in the chroot.
+    for (i, file) in c.copy_files.iter().flatten().enumerate() {
+        if !file.starts_with('/') {
+            out.error(
+                "copy_files",
+                format!(
+                    "copy_files[{i}]: {file:?} must be an absolute path (it names the host file and its \
+                     place in the chroot, e.g. \"/etc/resolv.conf\")"
+                ),
+            );
+        }
+    }
+    // The partition number is appended to the NVMe device as written
+    // (upstream's docs: it must end with `p`); /dev/nvme1n1 + 1 would
+    // mount the nonexistent /dev/nvme1n11.
+    let partitioned =
+        c.mount_partition != "0" && config.ami.ami_virtualization_type != "paravirtual";
+    if partitioned && !c.nvme_device_path.is_empty() && !c.nvme_device_path.ends_with('p') {
+        out.error(
+            "nvme_device_path",
+            format!(
+                "nvme_device_path must end with \"p\" so that mount_partition {:?} can be appended \
+                 (e.g. \"/dev/nvme1n1p\"), or set mount_partition to \"0\" to mount the whole device; got {:?}",
+                c.mount_partition, c.nvme_device_path
+            ),
+        );
+    }
     if c.mount_partition.is_empty() || !c.mount_partition.bytes().all(|b| b.is_ascii_digit()) {
         out.error(
             "mount_partition",
@@ -185,10 +258,13 @@ fn chroot_rules(config: &Config, out: &mut Outcome) {
             ),
         );
     }
-    if !c.root_volume_kms_key_id.is_empty() && !valid_kms_key(&c.root_volume_kms_key_id) {
-        out.error(
+    if !c.root_volume_kms_key_id.is_empty() {
+        let build_region = Some(config.access.region.as_str()).filter(|r| !r.is_empty());
+        check_kms_key(
             "root_volume_kms_key_id",
-            invalid_kms_key("root_volume_kms_key_id", &c.root_volume_kms_key_id),
+            build_region,
+            &c.root_volume_kms_key_id,
+            out,
         );
     }
 
@@ -215,7 +291,7 @@ fn chroot_rules(config: &Config, out: &mut Outcome) {
         out.error(
             "boot_mode",
             format!(
-                "invalid boot mode {:?}, valid values are either 'uefi', 'legacy-bios' or 'uefi-preferred'",
+                "boot_mode: invalid boot mode {:?}, valid values are either 'uefi', 'legacy-bios' or 'uefi-preferred'",
                 c.boot_mode
             ),
         );
@@ -283,12 +359,15 @@ fn block_device_rules(i: usize, b: &BlockDevice, out: &mut Outcome) {
         _ => None,
     };
     if let (Some(ratio), Some(iops)) = (ratio, b.iops) {
-        if b.volume_size > 0 && iops / b.volume_size > ratio {
+        // Compared by multiplying: upstream divides in integers, which lets
+        // 509 IOPS on 10 GiB pass a 50:1 limit that AWS then refuses.
+        if b.volume_size > 0 && iops > ratio * b.volume_size {
             out.error(
                 OPTION,
                 format!(
-                    "{at}: {name}: the maximum ratio of provisioned IOPS to requested volume size (in GiB) is {ratio}:1 for {} volumes",
-                    b.volume_type
+                    "{at}: {name}: the maximum ratio of provisioned IOPS to requested volume size (in GiB) is {ratio}:1 for {} volumes; \
+                     got {iops} IOPS for {} GiB",
+                    b.volume_type, b.volume_size
                 ),
             );
         }
@@ -333,6 +412,35 @@ fn block_device_rules(i: usize, b: &BlockDevice, out: &mut Outcome) {
 
 fn ami_rules(config: &mut Config, out: &mut Outcome) {
     let ami = &config.ami;
+    // The launch and create-volume permissions are set after the AMI is
+    // registered, and AWS knows a single group.
+    let groups = [
+        ("ami_groups", &ami.ami_groups),
+        ("snapshot_groups", &config.snapshot.snapshot_groups),
+    ];
+    for (option, groups) in groups {
+        for group in groups.iter().filter(|g| g.as_str() != "all") {
+            out.error(
+                option,
+                format!("The only group {option} may name is \"all\" (everyone); got {group:?}"),
+            );
+        }
+    }
+    let enhanced = [
+        ("ena_support", ami.ena_support.is_true()),
+        ("sriov_support", ami.sriov_support),
+    ];
+    for (option, on) in enhanced {
+        if on && ami.ami_virtualization_type == "paravirtual" {
+            out.error(
+                option,
+                format!(
+                    "{option} needs an hvm AMI, but ami_virtualization_type is \"paravirtual\"; \
+                     set it to \"hvm\" or turn {option} off"
+                ),
+            );
+        }
+    }
     let name = &ami.ami_name;
     if name.is_empty() {
         out.error("ami_name", "ami_name must be specified");
@@ -350,7 +458,7 @@ fn ami_rules(config: &mut Config, out: &mut Outcome) {
             out.error(
                 "ami_name",
                 format!(
-                    "AMIName should only contain alphanumeric characters, parentheses (()), square brackets ([]), \
+                    "ami_name: AMIName should only contain alphanumeric characters, parentheses (()), square brackets ([]), \
                      spaces ( ), periods (.), slashes (/), dashes (-), single quotes ('), at-signs (@), or \
                      underscores(_). You can use the `clean_resource_name` template filter to automatically \
                      clean your ami name. Got {name:?}"
@@ -384,18 +492,29 @@ fn ami_rules(config: &mut Config, out: &mut Outcome) {
 
     let encrypt = ami.encrypt_boot.is_true();
     let default_key = ami.kms_key_id.is_empty() && keys.is_empty() && encrypt;
-    let empty_region_key = keys.values().any(String::is_empty);
+    // Upstream's messages name no option; ours keep their text (users
+    // search for it) and say which options clash and how to fix it.
+    let default_key_regions: Vec<&str> = keys
+        .iter()
+        .filter(|(_, key)| key.is_empty())
+        .map(|(region, _)| region.as_str())
+        .collect();
     if !ami.ami_users.is_empty() || !ami.ami_org_arns.is_empty() || !ami.ami_ou_arns.is_empty() {
         if default_key {
             out.error(
                 "ami_users",
-                "Cannot share AMI encrypted with default KMS key",
+                "Cannot share AMI encrypted with default KMS key: ami_users, ami_org_arns and ami_ou_arns \
+                 need encrypt_boot with a customer managed key; set kms_key_id or region_kms_key_ids",
             );
         }
-        if empty_region_key {
+        if !default_key_regions.is_empty() {
             out.error(
                 "region_kms_key_ids",
-                "Cannot share AMI encrypted with default KMS key for other regions",
+                format!(
+                    "Cannot share AMI encrypted with default KMS key for other regions: region_kms_key_ids \
+                     gives no key for {default_key_regions:?}, and ami_users, ami_org_arns or ami_ou_arns \
+                     share the AMI; give a customer managed key for every region"
+                ),
             );
         }
     }
@@ -403,26 +522,32 @@ fn ami_rules(config: &mut Config, out: &mut Outcome) {
         if default_key {
             out.error(
                 "snapshot_users",
-                "Cannot share snapshot encrypted with default KMS key, see \
-                 https://www.packer.io/docs/builders/amazon-ebs#region_kms_key_ids for more information",
+                "Cannot share snapshot encrypted with default KMS key: snapshot_users need encrypt_boot \
+                 with a customer managed key; set kms_key_id or region_kms_key_ids",
             );
         }
-        if empty_region_key {
+        if !default_key_regions.is_empty() {
             out.error(
                 "region_kms_key_ids",
-                "Cannot share snapshot encrypted with default KMS key",
+                format!(
+                    "Cannot share snapshot encrypted with default KMS key: region_kms_key_ids gives no key \
+                     for {default_key_regions:?}, and snapshot_users share the snapshots; give a customer \
+                     managed key for every region"
+                ),
             );
         }
     }
 
-    let mut kms_keys: Vec<(&'static str, &str)> = Vec::new();
+    // (option, region the key is used in when known, key)
+    let build_region = Some(config.access.region.as_str()).filter(|r| !r.is_empty());
+    let mut kms_keys: Vec<(&'static str, Option<&str>, &str)> = Vec::new();
     if !ami.kms_key_id.is_empty() {
-        kms_keys.push(("kms_key_id", &ami.kms_key_id));
+        kms_keys.push(("kms_key_id", build_region, &ami.kms_key_id));
     }
     kms_keys.extend(
-        keys.values()
-            .filter(|k| !k.is_empty())
-            .map(|k| ("region_kms_key_ids", k.as_str())),
+        keys.iter()
+            .filter(|(_, k)| !k.is_empty())
+            .map(|(region, k)| ("region_kms_key_ids", Some(region.as_str()), k.as_str())),
     );
     if !kms_keys.is_empty() && !encrypt {
         out.error(
@@ -430,10 +555,8 @@ fn ami_rules(config: &mut Config, out: &mut Outcome) {
             "If you have set either region_kms_key_ids or kms_key_id, encrypt_boot must also be true.",
         );
     }
-    for (option, key) in kms_keys {
-        if !valid_kms_key(key) {
-            out.error(option, invalid_kms_key(option, key));
-        }
+    for (option, region, key) in kms_keys {
+        check_kms_key(option, region, key, out);
     }
 
     if !ami.imds_support.is_empty() && ami.imds_support != "v2.0" {
@@ -521,6 +644,31 @@ fn access_rules(config: &Config, out: &mut Outcome) {
                 role.duration_seconds
             ),
         );
+    }
+}
+
+/// The key's format, and for a key ARN used in a known region that it
+/// is a key of that region: KMS keys are regional, and a mismatch fails
+/// CreateVolume or CopyImage only in the middle of the build.
+fn check_kms_key(option: &'static str, used_in: Option<&str>, key: &str, out: &mut Outcome) {
+    if !valid_kms_key(key) {
+        out.error(option, invalid_kms_key(option, key));
+        return;
+    }
+    let arn_region = key
+        .strip_prefix("arn:")
+        .and_then(|rest| rest.split(':').nth(2))
+        .filter(|r| !r.is_empty());
+    if let (Some(used_in), Some(arn_region)) = (used_in, arn_region) {
+        if used_in != arn_region {
+            out.error(
+                option,
+                format!(
+                    "{option}: the KMS key {key:?} is in {arn_region}, but it is used in {used_in}; \
+                     KMS keys are regional, give a key of {used_in}"
+                ),
+            );
+        }
     }
 }
 
