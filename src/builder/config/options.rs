@@ -98,7 +98,7 @@ options! {
         ami_virtualization_type: String = doc "the source AMI's";
         /// Account ids given launch permission.
         ami_users: Vec<String> = doc "";
-        /// Groups given launch permission (`all` makes the AMI public).
+        /// Groups given launch permission: only `all` (makes the AMI public).
         ami_groups: Vec<String> = doc "";
         /// Organization ARNs given launch permission.
         ami_org_arns: Vec<String> = doc "";
@@ -150,7 +150,7 @@ options! {
         snapshot_tag: BlockList<KeyValue> = doc "", late fields::BUILD_INFO;
         /// Account ids given create-volume permission on the snapshots.
         snapshot_users: Vec<String> = doc "";
-        /// Groups given create-volume permission on the snapshots.
+        /// Groups given create-volume permission on the snapshots: only `all` (public).
         snapshot_groups: Vec<String> = doc "";
     }
 }
