@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import shlex
 import signal
 import subprocess
@@ -232,11 +233,17 @@ FAKE_SYS_BLOCK = 'mount -t tmpfs lab-fake-sysblock /sys/block && mkdir /sys/bloc
 
 
 def run_packer(template: Path, workdir: Path, env: dict[str, str], fake_sys_block: bool,
-               timeout: float = PACKER_TIMEOUT, overrides: dict[str, str | None] | None = None) -> PackerResult:
+               timeout: float = PACKER_TIMEOUT, overrides: dict[str, str | None] | None = None,
+               build_args: tuple[str, ...] = ("-machine-readable",),
+               answers: dict[str, str] | None = None) -> PackerResult:
     """Run `packer build` on template in workdir, bounded by timeout.
 
     `overrides` win over the environment set up here (None removes a
-    variable), for tests of the polling variables themselves.
+    variable), for tests of the polling variables themselves. `build_args`
+    replace `-machine-readable` (Packer can only ask questions, as -debug
+    and -on-error=ask do, without it). With `answers` Packer runs on a
+    terminal (`script` gives it one: it asks nothing without), and each time
+    its output shows one of the questions (keys), the answer (value) is typed.
 
     On timeout Packer gets SIGINT (it then runs its cleanup steps), and its
     whole process group SIGKILL if it is still there after the grace period.
@@ -266,21 +273,56 @@ def run_packer(template: Path, workdir: Path, env: dict[str, str], fake_sys_bloc
             penv.pop(name, None)
         else:
             penv[name] = value
-    argv = [PACKER, "build", "-color=false", "-machine-readable", str(template)]
+    argv = [PACKER, "build", "-color=false", *build_args, str(template)]
     if fake_sys_block:
         argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", FAKE_SYS_BLOCK, "sh", *argv]
+    if answers is not None:
+        argv = ["script", "--quiet", "--flush", "--return", "--command", shlex.join(argv), "/dev/null"]
     proc = subprocess.Popen(argv, cwd=workdir, env=penv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+                            stdin=subprocess.DEVNULL if answers is None else subprocess.PIPE, text=answers is None,
+                            start_new_session=True)
     timed_out = False
     try:
-        stdout, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+        if answers is None:
+            stdout, _ = proc.communicate(timeout=timeout)
+        else:
+            stdout = answer_questions(proc, answers, timeout)
+    except subprocess.TimeoutExpired as e:
         timed_out = True
-        stdout = stop_process_group(proc)
+        rest = stop_process_group(proc)
+        stdout = "".join(part.decode(errors="replace") if isinstance(part, bytes) else (part or "") for part in (e.output, rest))
     finally:
         if proc.poll() is None:
             stop_process_group(proc)
-    return PackerResult(proc.returncode, stdout, log_path, timed_out)
+    # A terminal ends lines with CR LF.
+    return PackerResult(proc.returncode, stdout.replace("\r\n", "\n"), log_path, timed_out)
+
+
+def answer_questions(proc: subprocess.Popen, answers: dict[str, str], timeout: float) -> str:
+    """Reads `proc`'s output until it exits, typing the answer to each
+    question as it appears; raises TimeoutExpired (with the output so far)."""
+    assert proc.stdout is not None and proc.stdin is not None
+    deadline = time.monotonic() + timeout
+    out = b""
+    typed = dict.fromkeys(answers, 0)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout, output=out)
+        ready, _, _ = select.select([proc.stdout], [], [], min(left, 1.0))
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            out += chunk
+            text = out.decode(errors="replace")
+            for question, answer in answers.items():
+                while typed[question] < text.count(question):
+                    proc.stdin.write(answer.encode())
+                    proc.stdin.flush()
+                    typed[question] += 1
+    proc.wait(timeout=max(deadline - time.monotonic(), 1))
+    return out.decode(errors="replace")
 
 
 #: Packer failures that mean another lab on this machine took the /dev name
