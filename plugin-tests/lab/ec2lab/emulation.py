@@ -103,10 +103,26 @@ def _snapshot_volume_size(self: Snapshot) -> int:
     return getattr(self, "lab_size", None) or self.volume.size
 
 
+def _snapshot_completion_time(self: Snapshot) -> datetime | None:
+    """When a completed snapshot became complete (EC2's CompletionTime)."""
+    if self.status != "completed":
+        return None
+    ready = getattr(self, "lab_ready_at", None)
+    return datetime.fromtimestamp(ready, UTC) if ready is not None else self.start_time
+
+
 Volume.status = property(_volume_status)  # type: ignore[assignment,method-assign]
 VolumeAttachment.status = property(_attachment_status_get, _attachment_status_set)  # type: ignore[assignment]
 Snapshot.progress = property(_snapshot_progress)  # type: ignore[assignment,method-assign]
 Snapshot.volume_size = property(_snapshot_volume_size)  # type: ignore[assignment,method-assign]
+Snapshot.completion_time = property(_snapshot_completion_time)  # type: ignore[attr-defined]
+#: Only snapshot copies say how they were copied (DescribeSnapshots' TransferType,
+#: and CompletionDurationMinutes for a time-based copy); others leave both out.
+Snapshot.transfer_type = None  # type: ignore[attr-defined]
+Snapshot.completion_duration_minutes = None  # type: ignore[attr-defined]
+#: EC2's bounds for a time-based copy's completion duration, in minutes.
+COPY_DURATION_STEP = 15
+COPY_DURATION_MAX = 2880
 
 
 def _new_snapshot(backend: Any, volume: Any, description: str, size: int, encrypted: bool, kms_key_id: str | None) -> Snapshot:
@@ -448,6 +464,7 @@ def copy_image(self: AmisResponse) -> ActionResult:
         except (KmsNotFound, KeyError, AttributeError):  # moto raises AttributeError for unknown aliases
             raise _error("InvalidParameterValue", f"KMS key {kms_key_id} does not exist in {self.region}")
         kms_key_id = key.arn if key else dest._create_default_encryption_key()
+    duration = _copy_duration(self._get_param("SnapshotCopyCompletionDurationMinutes"))
     name = self._get_param("Name") or source.name
     for other in dest.amis.values():
         if other.name == name and other.owner_id == dest.account_id:
@@ -472,6 +489,8 @@ def copy_image(self: AmisResponse) -> ActionResult:
             )
             rt.copy_file(rt.snapshot_file(old.id), rt.snapshot_file(snap.id))
             snap.lab_ready_at = _now() + rt.config.timings.copy_image
+            snap.transfer_type = "time-based" if duration else "standard"
+            snap.completion_duration_minutes = duration
             ebs["SnapshotId"] = snap.id
             ebs["Encrypted"] = enc
             if key:
@@ -504,6 +523,23 @@ def copy_image(self: AmisResponse) -> ActionResult:
         ami.add_tags({t["key"]: t["value"] for t in source_backend.describe_tags(filters={"resource-id": [source_id]})})
     ami.add_tags(self._parse_tag_specification().get("image", {}))
     return ActionResult({"ImageId": ami.id})
+
+
+def _copy_duration(raw: Any) -> int | None:
+    """SnapshotCopyCompletionDurationMinutes of a time-based copy, checked as EC2 does."""
+    if raw is None or raw == "":
+        return None
+    try:
+        minutes = int(raw)
+    except (TypeError, ValueError):
+        raise _error("InvalidParameterValue", f"SnapshotCopyCompletionDurationMinutes must be an integer, got {raw!r}")
+    if not COPY_DURATION_STEP <= minutes <= COPY_DURATION_MAX or minutes % COPY_DURATION_STEP:
+        raise _error(
+            "InvalidParameterValue",
+            f"SnapshotCopyCompletionDurationMinutes must be a multiple of {COPY_DURATION_STEP} "
+            f"between {COPY_DURATION_STEP} and {COPY_DURATION_MAX}, got {minutes}",
+        )
+    return minutes
 
 
 def _get_lab_image(backend: Any, image_id: str) -> LabAmi:
