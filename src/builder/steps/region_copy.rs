@@ -2,6 +2,7 @@
 //! build region encrypted), all regions at once. An intermediary AMI
 //! (`encrypt_boot`, `skip_save_build_region`) is deregistered afterwards.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -69,6 +70,32 @@ pub fn copy_targets(
         out.push(build_region.to_string());
     }
     out
+}
+
+/// Drops the intermediary from the build's AMIs once it is being deleted:
+/// the build region keeps an entry only when its own copy was made (with
+/// `skip_save_build_region`, or when that copy failed, nothing remains
+/// there for the artifact or the failure cleanup).
+fn forget_intermediary(state: &mut BuildState, build_region: &str, intermediary: &str) {
+    forget_from(
+        &mut state.amis,
+        &mut state.snapshots,
+        build_region,
+        intermediary,
+    );
+}
+
+/// [`forget_intermediary`] on the maps themselves.
+fn forget_from(
+    amis: &mut BTreeMap<String, String>,
+    snapshots: &mut BTreeMap<String, Vec<String>>,
+    build_region: &str,
+    intermediary: &str,
+) {
+    if amis.get(build_region).map(String::as_str) == Some(intermediary) {
+        amis.remove(build_region);
+        snapshots.remove(build_region);
+    }
 }
 
 /// The KMS key of the copy into `region`: `kms_key_id` for the build
@@ -192,10 +219,7 @@ impl Step<BuildState> for RegionCopy {
             }
         }
         if let Some(intermediary) = intermediary {
-            if !targets.contains(&build_region) {
-                state.amis.remove(&build_region);
-                state.snapshots.remove(&build_region);
-            }
+            forget_intermediary(state, &build_region, &intermediary);
             ctx.ui
                 .say(&format!(
                     "Deregistering the intermediary AMI {intermediary}..."
@@ -216,11 +240,12 @@ impl Step<BuildState> for RegionCopy {
 
 #[cfg(test)]
 mod tests {
-    use super::{copy_image_call, copy_targets, report_while_copying, still_copying};
+    use super::{copy_image_call, copy_targets, forget_from, report_while_copying, still_copying};
     use crate::builder::config::Config;
     use crate::plugin::api::{Map, PackerSettings, PrepareArgs, TemplateKind};
     use aws_sdk_ec2::operation::copy_image::builders::CopyImageInputBuilder;
     use serde_json::{json, Value};
+    use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
@@ -326,6 +351,37 @@ mod tests {
             copy_targets(&s(&["eu-west-1"]), "us-east-1", true, true),
             s(&["eu-west-1"])
         );
+    }
+
+    fn maps(amis: &[(&str, &str)]) -> (BTreeMap<String, String>, BTreeMap<String, Vec<String>>) {
+        let amis: BTreeMap<String, String> = amis
+            .iter()
+            .map(|(r, a)| (r.to_string(), a.to_string()))
+            .collect();
+        let snapshots = amis
+            .iter()
+            .map(|(r, a)| (r.clone(), vec![format!("snap-of-{a}")]))
+            .collect();
+        (amis, snapshots)
+    }
+
+    #[test]
+    fn without_a_build_region_copy_only_the_other_copies_remain() {
+        // skip_save_build_region, or the copy into the build region failed:
+        // the build region still maps to the intermediary.
+        let (mut amis, mut snapshots) =
+            maps(&[("us-east-1", "ami-inter"), ("eu-west-1", "ami-eu")]);
+        forget_from(&mut amis, &mut snapshots, "us-east-1", "ami-inter");
+        assert_eq!(amis.keys().collect::<Vec<_>>(), ["eu-west-1"]);
+        assert_eq!(snapshots.keys().collect::<Vec<_>>(), ["eu-west-1"]);
+    }
+
+    #[test]
+    fn the_encrypted_build_region_copy_stays() {
+        let (mut amis, mut snapshots) = maps(&[("us-east-1", "ami-enc"), ("eu-west-1", "ami-eu")]);
+        forget_from(&mut amis, &mut snapshots, "us-east-1", "ami-inter");
+        assert_eq!(amis["us-east-1"], "ami-enc");
+        assert_eq!(snapshots["us-east-1"], ["snap-of-ami-enc"]);
     }
 
     #[tokio::test]
