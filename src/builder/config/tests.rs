@@ -921,6 +921,15 @@ fn rejects_snapshot_copy_duration_that_is_not_a_multiple_of_15() {
 }
 
 #[test]
+fn rejects_snapshot_copy_duration_longer_than_ec2_allows() {
+    one_error(
+        json!({"snapshot_copy_duration_minutes": 2895}),
+        "snapshot_copy_duration_minutes must be at most 2880",
+    );
+    ok(json!({"snapshot_copy_duration_minutes": 2880}));
+}
+
+#[test]
 fn rejects_skip_save_build_region_without_other_regions() {
     one_error(
         json!({"skip_save_build_region": true, "region": "us-east-1", "ami_regions": ["us-east-1"]}),
