@@ -189,9 +189,10 @@ def test_skip_save_build_region_keeps_only_the_copies_and_ignores_the_build_regi
     of that name will be made — each ami_regions region — and not in the build
     region, where only the intermediary (random name) is registered: an AMI
     already named ami_name in the build region is no conflict, must not fail
-    pre-validation and is left untouched. The same name in a copy region fails
-    pre-validation before anything is created (upstream would fail only at
-    CopyImage, after the whole build)."""
+    pre-validation and is left untouched, also by force_deregister (nothing
+    replaces it). The same name in a copy region fails pre-validation before
+    anything is created (upstream would fail only at CopyImage, after the
+    whole build)."""
     token = uuid.uuid4().hex
     ami_name = f"e2e-skip-{token[:12]}"
     regions = [lab.region, WEST]
@@ -236,6 +237,20 @@ def test_skip_save_build_region_keeps_only_the_copies_and_ignores_the_build_regi
         assert f"is used by an existing AMI: {ids[WEST]} in {WEST}" in again.stdout, again.failure_report()
         assert calls_of(calls, "CreateVolume") == [] and calls_of(calls, "RegisterImage") == []
         assert_clean(lab, again)
+
+        # force_deregister replaces the copy region's AMI; the build region's
+        # AMI of that name is not in the way of anything and stays.
+        block.update(force_deregister=True, force_delete_snapshot=True)
+        forced = build(lab, workdir, block, name="forced")
+
+        new_ids = assert_our_plugin_built_amis(forced)
+        assert set(new_ids) == {WEST} and new_ids[WEST] != ids[WEST], new_ids
+        assert_clean(lab, forced)
+        assert images_named(lab, WEST, ami_name) == [new_ids[WEST]]
+        assert images_named(lab, lab.region, ami_name) == [existing]
+        old_snapshot = snapshot["SnapshotId"]
+        assert lab_client(lab, WEST).describe_snapshots(
+            Filters=[{"Name": "snapshot-id", "Values": [old_snapshot]}])["Snapshots"] == []
     finally:
         ec2.deregister_image(ImageId=existing)
         west = lab_client(lab, WEST)
