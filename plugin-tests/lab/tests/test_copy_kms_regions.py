@@ -123,18 +123,22 @@ def test_kms_keys_and_aliases(lab: Lab) -> None:
 def test_time_based_copy_shows_its_completion_duration_on_the_copied_snapshot(lab: Lab, source_ami: tuple[str, str]) -> None:
     ami, _ = source_ami
     west = lab.client(region="us-west-2")
+    lab.timings(copy_image=2.0)
     timed = west.copy_image(
         SourceRegion=lab.info["region"], SourceImageId=ami, Name=f"timed-{uuid.uuid4().hex[:6]}", SnapshotCopyCompletionDurationMinutes=15
     )["ImageId"]
     plain = west.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name=f"plain-{uuid.uuid4().hex[:6]}")["ImageId"]
     [sent] = [c for c in lab.calls("CopyImage") if c["region"] == "us-west-2" and c["params"].get("SnapshotCopyCompletionDurationMinutes")]
     assert sent["params"]["SnapshotCopyCompletionDurationMinutes"] == ["15"]
-    west.get_waiter("image_available").wait(ImageIds=[timed, plain], WaiterConfig={"Delay": 0.3, "MaxAttempts": 20})
 
     def copied_snapshot(image_id: str) -> dict:
         ebs = west.describe_images(ImageIds=[image_id])["Images"][0]["BlockDeviceMappings"][0]["Ebs"]
         return west.describe_snapshots(SnapshotIds=[ebs["SnapshotId"]])["Snapshots"][0]
 
+    pending = copied_snapshot(timed)
+    assert pending["State"] == "pending" and "CompletionTime" not in pending, pending
+    assert pending["TransferType"] == "time-based" and pending["CompletionDurationMinutes"] == 15, pending
+    west.get_waiter("image_available").wait(ImageIds=[timed, plain], WaiterConfig={"Delay": 0.3, "MaxAttempts": 30})
     snap = copied_snapshot(timed)
     assert snap["State"] == "completed"
     assert snap["TransferType"] == "time-based" and snap["CompletionDurationMinutes"] == 15, snap
