@@ -120,6 +120,10 @@ Snapshot.completion_time = property(_snapshot_completion_time)  # type: ignore[a
 #: and CompletionDurationMinutes for a time-based copy); others leave both out.
 Snapshot.transfer_type = None  # type: ignore[attr-defined]
 Snapshot.completion_duration_minutes = None  # type: ignore[attr-defined]
+#: A fault "action" no request has: CopyImage succeeds, but the copy ends
+#: `failed` with the fault's code and message as StateReason (EC2 does that
+#: when, e.g., the KMS key cannot be used once the copy runs).
+COPY_FAILS = "CopyImageFails"
 #: EC2's bounds for a time-based copy's completion duration, in minutes.
 COPY_DURATION_STEP = 15
 COPY_DURATION_MAX = 2880
@@ -187,6 +191,8 @@ class LabAmi(Ami):
         self.tpm_support = None
         self.uefi_data = None
         self.imds_support = None
+        #: (code, message) when the image is to end `failed` instead of `available`.
+        self.lab_failure: tuple[str, str] | None = None
         self.deprecation_time = None
         self.deregistration_protection = "disabled"
         self.lab_protection_until = 0.0
@@ -200,6 +206,25 @@ class LabAmi(Ami):
     @property
     def block_device_mappings(self) -> list[dict[str, Any]]:  # type: ignore[override]
         return self.lab_mappings
+
+    @property
+    def state(self) -> str:  # type: ignore[override]
+        return self.__dict__.get("_lab_state", "available")
+
+    @state.setter
+    def state(self, value: str) -> None:
+        # The clock (runtime.tick) makes pending images available; a doomed copy fails instead.
+        if value == "available" and self.__dict__.get("lab_failure"):
+            value = "failed"
+        self.__dict__["_lab_state"] = value
+
+    @property
+    def state_reason(self) -> dict[str, str] | None:
+        """StateReason of a failed image, as DescribeImages shows it."""
+        if self.state != "failed" or not self.lab_failure:
+            return None
+        code, message = self.lab_failure
+        return {"Code": code, "Message": message}
 
     @property
     def image_location(self) -> str:  # type: ignore[override]
@@ -518,6 +543,10 @@ def copy_image(self: AmisResponse) -> ActionResult:
         state="pending",
         lab_ready_at=_now() + rt.config.timings.copy_image,
     )
+    # The pseudo-action COPY_FAILS: the copy is accepted, then ends `failed`.
+    doomed = rt.control.fault_for(COPY_FAILS, self.region)
+    if doomed is not None:
+        ami.lab_failure = (doomed.code, doomed.message)
     dest.amis[ami.id] = ami
     if _bool(self._get_param("CopyImageTags")):
         ami.add_tags({t["key"]: t["value"] for t in source_backend.describe_tags(filters={"resource-id": [source_id]})})

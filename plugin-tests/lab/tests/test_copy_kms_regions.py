@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import Lab, labctl, sparse_disk
+from conftest import Lab, labctl, sparse_disk, wait_for
 
 
 def error_code(exc: pytest.ExceptionInfo[ClientError]) -> str:
@@ -186,3 +186,29 @@ def test_fault_with_an_unknown_field_is_refused(lab: Lab) -> None:
         lab.control("POST", "faults", {"action": "CopyImage", "regoin": "eu-west-1"})
     assert exc.value.code == 400
     assert lab.control("GET", "faults")["faults"] == []
+
+
+def test_copy_fails_after_it_was_accepted_with_the_fault_as_state_reason(lab: Lab, source_ami: tuple[str, str]) -> None:
+    ami, _ = source_ami
+    lab.control("POST", "faults", {"action": "CopyImageFails", "region": "us-west-2", "code": "Client.KMSKeyDisabled",
+                                   "message": "the key is disabled"})
+    west, eu = lab.client(region="us-west-2"), lab.client(region="eu-west-1")
+    doomed = west.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name=f"doomed-{uuid.uuid4().hex[:6]}")["ImageId"]
+    fine = eu.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name=f"fine-{uuid.uuid4().hex[:6]}")["ImageId"]
+    assert west.describe_images(ImageIds=[doomed])["Images"][0]["State"] == "pending"
+    eu.get_waiter("image_available").wait(ImageIds=[fine], WaiterConfig={"Delay": 0.3, "MaxAttempts": 20})
+
+    def finished() -> dict | None:
+        image = west.describe_images(ImageIds=[doomed])["Images"][0]
+        return image if image["State"] != "pending" else None
+
+    image = wait_for(finished, what="the doomed copy to finish")
+    assert image["State"] == "failed", image
+    assert image["StateReason"] == {"Code": "Client.KMSKeyDisabled", "Message": "the key is disabled"}
+    assert "StateReason" not in eu.describe_images(ImageIds=[fine])["Images"][0]
+    # What is left of a failed copy can be removed as usual.
+    snapshot = image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    west.deregister_image(ImageId=doomed)
+    west.delete_snapshot(SnapshotId=snapshot)
+    [fault] = lab.control("GET", "faults")["faults"]
+    assert (fault["seen"], fault["fired"]) == (1, 1), fault
