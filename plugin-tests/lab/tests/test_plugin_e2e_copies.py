@@ -337,8 +337,43 @@ def test_a_failed_copy_fails_the_build_and_leaves_nothing_in_any_region(
     assert any(s.startswith("Deregistering the intermediary AMI") for s in said), said
     for region in made:
         assert any(s.startswith("Deregistering the AMI") and region in s for s in said), (region, said)
-    for region in regions:
-        assert images_named(lab, region, ami_name) == [], region
     assert_intermediary_gone(lab, regions, calls)
-    assert own_snapshots_by_region(lab, regions) == snapshots_before
+    assert_nothing_left(lab, result, ami_name, snapshots_before)
+
+
+def test_a_copy_that_fails_after_it_started_fails_the_build_and_leaves_nothing(
+        lab: Lab, source_ami: str, workdir: Path):
+    """EC2 accepts the CopyImage into us-west-2 but the copy ends `failed`
+    (the lab's CopyImageFails fault): the build fails with EC2's reason and
+    removes the failed copy, the eu-west-1 copy and the build region's AMI,
+    with every snapshot."""
+    ami_name = f"e2e-copy-breaks-{uuid.uuid4().hex[:12]}"
+    regions = [lab.region, WEST, EU]
+    block = builder(lab, source_ami, workdir, ami_name, ami_regions=[WEST, EU], tags={"Token": "breaks"})
+    snapshots_before = own_snapshots_by_region(lab, regions)
+    since = len(lab.calls())
+    labctl("fault", "--name", lab.name, "fail", "CopyImageFails", "--region", WEST, "--code", "Client.InternalError",
+           "--message", "injected: the copy broke")
+    try:
+        result = build(lab, workdir, block)
+        calls = lab.calls()[since:]
+    finally:
+        labctl("fault", "--name", lab.name, "reset")  # also empties the call log
+
+    assert result.returncode == 1 and not result.timed_out, result.failure_report()
+    assert "injected: the copy broke" in result.stdout, result.failure_report()
+    copies = calls_of(calls, "CopyImage")
+    assert sorted((c["region"], c["status"]) for c in copies) == [(EU, 200), (WEST, 200)], copies
+    said = says(result)
+    for region in regions:
+        assert any(s.startswith("Deregistering the AMI") and region in s for s in said), (region, said)
+    assert_nothing_left(lab, result, ami_name, snapshots_before)
+
+
+def assert_nothing_left(lab: Lab, result: PackerResult, ami_name: str, snapshots_before: dict[str, set[str]]) -> None:
+    """No AMI named ami_name, no snapshot that was not there before, in any
+    region of `snapshots_before`; the lab's leak report is clean."""
+    for region in snapshots_before:
+        assert images_named(lab, region, ami_name) == [], region
+    assert own_snapshots_by_region(lab, list(snapshots_before)) == snapshots_before
     assert_clean(lab, result)
