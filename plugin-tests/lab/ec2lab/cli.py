@@ -389,6 +389,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
                 "status": args.status,
                 "nth": args.nth,
                 "times": args.times,
+                "region": args.region,
             },
         )
     elif args.fault_cmd == "delay":
@@ -586,6 +587,7 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--status", type=int, default=500)
     f.add_argument("--nth", type=int, default=1)
     f.add_argument("--times", type=int, default=1, help="consecutive failures (0 = forever)")
+    f.add_argument("--region", default="", help="only calls signed for this region (default: any region)")
     f = fsub.add_parser("delay", help="sleep before each call of ACTION")
     f.add_argument("action")
     f.add_argument("seconds", type=float)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass
 class Fault:
     """Make the `nth` call (1-based, counted from when the fault was set) of
-    `action` fail; `times` consecutive calls from there fail (0 = all later ones)."""
+    `action` fail; `times` consecutive calls from there fail (0 = all later ones).
+    With a `region`, only calls signed for that region count (CopyImage is
+    sent to the destination region, so this fails one copy of several)."""
 
     action: str
     code: str = "InternalError"
@@ -18,8 +21,21 @@ class Fault:
     status: int = 500
     nth: int = 1
     times: int = 1
+    region: str = ""
     seen: int = 0
     fired: int = 0
+
+    #: What a client may set; the counters are the lab's.
+    SETTABLE = ("action", "code", "message", "status", "nth", "times", "region")
+
+    @classmethod
+    def from_request(cls, data: dict[str, Any]) -> Fault:
+        """A fault from a control-API body; unknown keys are refused so a typo
+        (e.g. `regoin`) does not silently widen the fault to every region."""
+        unknown = set(data) - set(cls.SETTABLE)
+        if unknown:
+            raise ValueError(f"unknown fault fields {sorted(unknown)}; settable: {', '.join(cls.SETTABLE)}")
+        return cls(**data)
 
 
 @dataclass
@@ -82,11 +98,11 @@ class Control:
         """Log an instance-metadata request (service "imds", action "METHOD path")."""
         self.record(LoggedCall(time.time(), "imds", f"{method} {path}", "", {}))
 
-    def fault_for(self, action: str) -> Fault | None:
-        """Count a call of `action`; return the fault it must fail with, if any."""
+    def fault_for(self, action: str, region: str = "") -> Fault | None:
+        """Count a call of `action` in `region`; return the fault it must fail with, if any."""
         with self._lock:
             for fault in self.faults:
-                if fault.action != action:
+                if fault.action != action or (fault.region and fault.region != region):
                     continue
                 fault.seen += 1
                 past = fault.seen - fault.nth

@@ -103,10 +103,30 @@ def _snapshot_volume_size(self: Snapshot) -> int:
     return getattr(self, "lab_size", None) or self.volume.size
 
 
+def _snapshot_completion_time(self: Snapshot) -> datetime | None:
+    """When a completed snapshot became complete (EC2's CompletionTime)."""
+    if self.status != "completed":
+        return None
+    ready = getattr(self, "lab_ready_at", None)
+    return datetime.fromtimestamp(ready, UTC) if ready is not None else self.start_time
+
+
 Volume.status = property(_volume_status)  # type: ignore[assignment,method-assign]
 VolumeAttachment.status = property(_attachment_status_get, _attachment_status_set)  # type: ignore[assignment]
 Snapshot.progress = property(_snapshot_progress)  # type: ignore[assignment,method-assign]
 Snapshot.volume_size = property(_snapshot_volume_size)  # type: ignore[assignment,method-assign]
+Snapshot.completion_time = property(_snapshot_completion_time)  # type: ignore[attr-defined]
+#: Only snapshot copies say how they were copied (DescribeSnapshots' TransferType,
+#: and CompletionDurationMinutes for a time-based copy); others leave both out.
+Snapshot.transfer_type = None  # type: ignore[attr-defined]
+Snapshot.completion_duration_minutes = None  # type: ignore[attr-defined]
+#: A fault "action" no request has: CopyImage succeeds, but the copy ends
+#: `failed` with the fault's code and message as StateReason (EC2 does that
+#: when, e.g., the KMS key cannot be used once the copy runs).
+COPY_FAILS = "CopyImageFails"
+#: EC2's bounds for a time-based copy's completion duration, in minutes.
+COPY_DURATION_STEP = 15
+COPY_DURATION_MAX = 2880
 
 
 def _new_snapshot(backend: Any, volume: Any, description: str, size: int, encrypted: bool, kms_key_id: str | None) -> Snapshot:
@@ -171,6 +191,8 @@ class LabAmi(Ami):
         self.tpm_support = None
         self.uefi_data = None
         self.imds_support = None
+        #: (code, message) when the image is to end `failed` instead of `available`.
+        self.lab_failure: tuple[str, str] | None = None
         self.deprecation_time = None
         self.deregistration_protection = "disabled"
         self.lab_protection_until = 0.0
@@ -184,6 +206,25 @@ class LabAmi(Ami):
     @property
     def block_device_mappings(self) -> list[dict[str, Any]]:  # type: ignore[override]
         return self.lab_mappings
+
+    @property
+    def state(self) -> str:  # type: ignore[override]
+        return self.__dict__.get("_lab_state", "available")
+
+    @state.setter
+    def state(self, value: str) -> None:
+        # The clock (runtime.tick) makes pending images available; a doomed copy fails instead.
+        if value == "available" and self.__dict__.get("lab_failure"):
+            value = "failed"
+        self.__dict__["_lab_state"] = value
+
+    @property
+    def state_reason(self) -> dict[str, str] | None:
+        """StateReason of a failed image, as DescribeImages shows it."""
+        if self.state != "failed" or not self.lab_failure:
+            return None
+        code, message = self.lab_failure
+        return {"Code": code, "Message": message}
 
     @property
     def image_location(self) -> str:  # type: ignore[override]
@@ -448,6 +489,7 @@ def copy_image(self: AmisResponse) -> ActionResult:
         except (KmsNotFound, KeyError, AttributeError):  # moto raises AttributeError for unknown aliases
             raise _error("InvalidParameterValue", f"KMS key {kms_key_id} does not exist in {self.region}")
         kms_key_id = key.arn if key else dest._create_default_encryption_key()
+    duration = _copy_duration(self._get_param("SnapshotCopyCompletionDurationMinutes"))
     name = self._get_param("Name") or source.name
     for other in dest.amis.values():
         if other.name == name and other.owner_id == dest.account_id:
@@ -472,6 +514,8 @@ def copy_image(self: AmisResponse) -> ActionResult:
             )
             rt.copy_file(rt.snapshot_file(old.id), rt.snapshot_file(snap.id))
             snap.lab_ready_at = _now() + rt.config.timings.copy_image
+            snap.transfer_type = "time-based" if duration else "standard"
+            snap.completion_duration_minutes = duration
             ebs["SnapshotId"] = snap.id
             ebs["Encrypted"] = enc
             if key:
@@ -499,11 +543,32 @@ def copy_image(self: AmisResponse) -> ActionResult:
         state="pending",
         lab_ready_at=_now() + rt.config.timings.copy_image,
     )
+    # The pseudo-action COPY_FAILS: the copy is accepted, then ends `failed`.
+    doomed = rt.control.fault_for(COPY_FAILS, self.region)
+    if doomed is not None:
+        ami.lab_failure = (doomed.code, doomed.message)
     dest.amis[ami.id] = ami
     if _bool(self._get_param("CopyImageTags")):
         ami.add_tags({t["key"]: t["value"] for t in source_backend.describe_tags(filters={"resource-id": [source_id]})})
     ami.add_tags(self._parse_tag_specification().get("image", {}))
     return ActionResult({"ImageId": ami.id})
+
+
+def _copy_duration(raw: Any) -> int | None:
+    """SnapshotCopyCompletionDurationMinutes of a time-based copy, checked as EC2 does."""
+    if raw is None or raw == "":
+        return None
+    try:
+        minutes = int(raw)
+    except (TypeError, ValueError):
+        raise _error("InvalidParameterValue", f"SnapshotCopyCompletionDurationMinutes must be an integer, got {raw!r}")
+    if not COPY_DURATION_STEP <= minutes <= COPY_DURATION_MAX or minutes % COPY_DURATION_STEP:
+        raise _error(
+            "InvalidParameterValue",
+            f"SnapshotCopyCompletionDurationMinutes must be a multiple of {COPY_DURATION_STEP} "
+            f"between {COPY_DURATION_STEP} and {COPY_DURATION_MAX}, got {minutes}",
+        )
+    return minutes
 
 
 def _get_lab_image(backend: Any, image_id: str) -> LabAmi:

@@ -95,7 +95,7 @@ class LabApp:
         params.pop("Version", None)
         call = rt.control.record(LoggedCall(time.time(), service, action, region, params))
         wait(rt.control.delay_for(action))
-        fault = rt.control.fault_for(action)
+        fault = rt.control.fault_for(action, region)
         if fault is not None:
             call.status, call.error = fault.status, fault.code
             return _aws_error(start_response, service, fault)
@@ -214,7 +214,7 @@ class Lab:
             snap = ctl.snapshot()
             return {"faults": snap["faults"], "delays": snap["delays"]}
         if method == "POST" and path == "faults":
-            fault = Fault(**{k: v for k, v in data.items() if k in ("action", "code", "message", "status", "nth", "times")})
+            fault = Fault.from_request(data)
             ctl.add_fault(fault)
             return asdict(fault)
         if method == "POST" and path == "delays":

@@ -98,12 +98,20 @@ def assert_clean(lab: Lab, result: PackerResult | None = None) -> None:
     assert clean, report + ("\n" + result.failure_report() if result else "")
 
 
-def assert_our_plugin_built(result: PackerResult) -> str:
+def assert_our_plugin_built_amis(result: PackerResult) -> dict[str, str]:
+    """The build succeeded with our plugin; its artifact's region -> AMI id."""
     assert result.returncode == 0 and not result.timed_out, result.failure_report()
     log = result.log_path.read_text(errors="replace")
     assert PLUGIN_NAME in log, "packer did not start our plugin\n" + result.failure_report()
     ids = result.artifact_ids()
-    assert len(ids) == 1 and lab_region_ok(ids), f"unexpected artifact ids {ids}\n{result.failure_report()}"
+    assert ids and lab_region_ok(ids), f"unexpected artifact ids {ids}\n{result.failure_report()}"
+    return ids
+
+
+def assert_our_plugin_built(result: PackerResult) -> str:
+    """The build succeeded with our plugin and made one AMI; its id."""
+    ids = assert_our_plugin_built_amis(result)
+    assert len(ids) == 1, f"unexpected artifact ids {ids}\n{result.failure_report()}"
     return next(iter(ids.values()))
 
 
@@ -181,3 +189,20 @@ def calls_since(lab: Lab, since: float, action: str) -> list[dict]:
     """The lab's log entries of `action` received after `since` (time.time()).
     Read it before `lab_faults` ends: resetting the faults clears the log."""
     return [c for c in lab.calls() if c["action"] == action and c["time"] >= since]
+
+
+def images_named(lab: Lab, region: str, name: str) -> list[str]:
+    """Ids of this account's AMIs in `region` whose name matches `name` (EC2 wildcards)."""
+    found = lab_client(lab, region).describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [name]}])
+    return sorted(i["ImageId"] for i in found["Images"])
+
+
+def own_snapshots_by_region(lab: Lab, regions: list[str]) -> dict[str, set[str]]:
+    """This account's snapshot ids in each region."""
+    return {r: {s["SnapshotId"] for s in lab_client(lab, r).describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+            for r in regions}
+
+
+def tags_of(resource: dict) -> dict[str, str]:
+    """An EC2 resource's tags as a dict."""
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}

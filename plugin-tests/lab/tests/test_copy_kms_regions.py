@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import Lab, sparse_disk
+from conftest import Lab, labctl, sparse_disk, wait_for
 
 
 def error_code(exc: pytest.ExceptionInfo[ClientError]) -> str:
@@ -118,3 +118,97 @@ def test_kms_keys_and_aliases(lab: Lab) -> None:
     with pytest.raises(ClientError) as exc:
         kms.describe_key(KeyId="alias/nope")
     assert error_code(exc) == "NotFoundException"
+
+
+def test_time_based_copy_shows_its_completion_duration_on_the_copied_snapshot(lab: Lab, source_ami: tuple[str, str]) -> None:
+    ami, _ = source_ami
+    west = lab.client(region="us-west-2")
+    lab.timings(copy_image=2.0)
+    timed = west.copy_image(
+        SourceRegion=lab.info["region"], SourceImageId=ami, Name=f"timed-{uuid.uuid4().hex[:6]}", SnapshotCopyCompletionDurationMinutes=15
+    )["ImageId"]
+    plain = west.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name=f"plain-{uuid.uuid4().hex[:6]}")["ImageId"]
+    [sent] = [c for c in lab.calls("CopyImage") if c["region"] == "us-west-2" and c["params"].get("SnapshotCopyCompletionDurationMinutes")]
+    assert sent["params"]["SnapshotCopyCompletionDurationMinutes"] == ["15"]
+
+    def copied_snapshot(image_id: str) -> dict:
+        ebs = west.describe_images(ImageIds=[image_id])["Images"][0]["BlockDeviceMappings"][0]["Ebs"]
+        return west.describe_snapshots(SnapshotIds=[ebs["SnapshotId"]])["Snapshots"][0]
+
+    pending = copied_snapshot(timed)
+    assert pending["State"] == "pending" and "CompletionTime" not in pending, pending
+    assert pending["TransferType"] == "time-based" and pending["CompletionDurationMinutes"] == 15, pending
+    west.get_waiter("image_available").wait(ImageIds=[timed, plain], WaiterConfig={"Delay": 0.3, "MaxAttempts": 30})
+    snap = copied_snapshot(timed)
+    assert snap["State"] == "completed"
+    assert snap["TransferType"] == "time-based" and snap["CompletionDurationMinutes"] == 15, snap
+    assert snap["StartTime"] <= snap["CompletionTime"], snap
+    snap = copied_snapshot(plain)
+    assert snap["TransferType"] == "standard" and "CompletionDurationMinutes" not in snap, snap
+    assert "CompletionTime" in snap
+    # A snapshot that is no copy says nothing about transfers.
+    source_snap = lab.client().describe_snapshots(SnapshotIds=[source_ami[1]])["Snapshots"][0]
+    assert "TransferType" not in source_snap and "CompletionDurationMinutes" not in source_snap, source_snap
+
+
+@pytest.mark.parametrize("minutes", [20, 2895])
+def test_time_based_copy_refuses_a_duration_ec2_refuses(lab: Lab, source_ami: tuple[str, str], minutes: int) -> None:
+    ami, _ = source_ami
+    west = lab.client(region="us-west-2")
+    before = {i["ImageId"] for i in west.describe_images(Owners=["self"])["Images"]}
+    with pytest.raises(ClientError) as exc:
+        west.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name="bad-duration", SnapshotCopyCompletionDurationMinutes=minutes)
+    assert error_code(exc) == "InvalidParameterValue"
+    assert {i["ImageId"] for i in west.describe_images(Owners=["self"])["Images"]} == before
+
+
+def test_copy_image_fault_scoped_to_one_region_fails_only_the_copy_into_it(lab: Lab, source_ami: tuple[str, str]) -> None:
+    ami, _ = source_ami
+    # Status 400: SDKs retry a 5xx, so each copy would count several calls.
+    labctl("fault", "fail", "CopyImage", "--region", "eu-west-1", "--code", "InsufficientCapacity", "--status", "400", "--times", "0",
+           name=lab.name)
+    west, eu = lab.client(region="us-west-2"), lab.client(region="eu-west-1")
+    copied = west.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name=f"ok-{uuid.uuid4().hex[:6]}")["ImageId"]
+    assert west.describe_images(ImageIds=[copied])["Images"]
+    for _ in range(2):
+        with pytest.raises(ClientError) as exc:
+            eu.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name="never")
+        assert error_code(exc) == "InsufficientCapacity"
+    assert eu.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["never"]}])["Images"] == []
+    [fault] = lab.control("GET", "faults")["faults"]
+    assert (fault["region"], fault["seen"], fault["fired"]) == ("eu-west-1", 2, 2), fault
+
+
+def test_fault_with_an_unknown_field_is_refused(lab: Lab) -> None:
+    import urllib.error
+
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        lab.control("POST", "faults", {"action": "CopyImage", "regoin": "eu-west-1"})
+    assert exc.value.code == 400
+    assert lab.control("GET", "faults")["faults"] == []
+
+
+def test_copy_fails_after_it_was_accepted_with_the_fault_as_state_reason(lab: Lab, source_ami: tuple[str, str]) -> None:
+    ami, _ = source_ami
+    lab.control("POST", "faults", {"action": "CopyImageFails", "region": "us-west-2", "code": "Client.KMSKeyDisabled",
+                                   "message": "the key is disabled"})
+    west, eu = lab.client(region="us-west-2"), lab.client(region="eu-west-1")
+    doomed = west.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name=f"doomed-{uuid.uuid4().hex[:6]}")["ImageId"]
+    fine = eu.copy_image(SourceRegion=lab.info["region"], SourceImageId=ami, Name=f"fine-{uuid.uuid4().hex[:6]}")["ImageId"]
+    assert west.describe_images(ImageIds=[doomed])["Images"][0]["State"] == "pending"
+    eu.get_waiter("image_available").wait(ImageIds=[fine], WaiterConfig={"Delay": 0.3, "MaxAttempts": 20})
+
+    def finished() -> dict | None:
+        image = west.describe_images(ImageIds=[doomed])["Images"][0]
+        return image if image["State"] != "pending" else None
+
+    image = wait_for(finished, what="the doomed copy to finish")
+    assert image["State"] == "failed", image
+    assert image["StateReason"] == {"Code": "Client.KMSKeyDisabled", "Message": "the key is disabled"}
+    assert "StateReason" not in eu.describe_images(ImageIds=[fine])["Images"][0]
+    # What is left of a failed copy can be removed as usual.
+    snapshot = image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    west.deregister_image(ImageId=doomed)
+    west.delete_snapshot(SnapshotId=snapshot)
+    [fault] = lab.control("GET", "faults")["faults"]
+    assert (fault["seen"], fault["fired"]) == (1, 1), fault

@@ -32,7 +32,7 @@ from plugin_e2e_support import (  # noqa: F401  (fixtures are used by name)
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-def tags_of(params: dict[str, list[str]], prefix: str) -> dict[str, str]:
+def query_tags(params: dict[str, list[str]], prefix: str) -> dict[str, str]:
     """`{key: value}` of a query-encoded tag list (`<prefix>.N.Key` / `.Value`)."""
     out = {}
     n = 1
@@ -102,5 +102,5 @@ def test_template_functions_and_build_info_reach_the_image(lab: Lab, source_ami:
     # The working volume is gone; its tags are in the CreateVolume call.
     creates = calls_since(lab, since, "CreateVolume")
     assert len(creates) == 1, creates
-    volume_tags = tags_of(creates[0]["params"], "TagSpecification.1.Tag")
+    volume_tags = query_tags(creates[0]["params"], "TagSpecification.1.Tag")
     assert volume_tags == {"VolumeFrom": source["Name"], "Team": "Platform:Core"}, creates[0]["params"]

@@ -1367,6 +1367,10 @@ fn ami_rows() -> Vec<Row> {
                 &["snapshot_copy_duration_minutes must be 0 or a multiple of 15 (at least 15); got -15"],
             )
             .err(
+                json!(2895),
+                &["snapshot_copy_duration_minutes must be at most 2880 (48 hours, EC2's limit for a time-based copy); got 2895"],
+            )
+            .err(
                 json!("an hour"),
                 &["snapshot_copy_duration_minutes: expected a whole number, got the string \"an hour\""],
             ),

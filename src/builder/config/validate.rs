@@ -46,6 +46,8 @@ const MAX_THROUGHPUT_GP3: i64 = 1_000;
 const ASSUME_ROLE_DURATION: std::ops::RangeInclusive<i64> = 900..=43_200;
 /// Time-based snapshot copies are billed and scheduled in 15-minute steps.
 const COPY_DURATION_STEP: i64 = 15;
+/// The longest completion duration EC2 accepts for a time-based copy.
+const COPY_DURATION_MAX: i64 = 2880;
 
 pub(super) fn validate(config: &mut Config) -> Outcome {
     let mut out = Outcome::default();
@@ -582,6 +584,13 @@ fn ami_rules(config: &mut Config, out: &mut Outcome) {
         out.error(
             "snapshot_copy_duration_minutes",
             format!("snapshot_copy_duration_minutes must be 0 or a multiple of 15 (at least 15); got {minutes}"),
+        );
+    } else if minutes > COPY_DURATION_MAX {
+        out.error(
+            "snapshot_copy_duration_minutes",
+            format!(
+                "snapshot_copy_duration_minutes must be at most {COPY_DURATION_MAX} (48 hours, EC2's limit for a time-based copy); got {minutes}"
+            ),
         );
     }
 

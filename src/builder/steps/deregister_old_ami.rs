@@ -1,10 +1,13 @@
 //! Step 17: with `force_deregister`, remove existing AMIs of the same name
-//! (in the build region and every `ami_regions` region), and with
-//! `force_delete_snapshot` their snapshots.
+//! where this build makes one (the build region unless
+//! `skip_save_build_region`, and every `ami_regions` region), and with
+//! `force_delete_snapshot` their snapshots. An AMI of that name in a build
+//! region the build does not save into is left alone: nothing replaces it.
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::Filter;
 
+use super::pre_validate::ami_name_regions;
 use super::{delete_snapshot, BuildError, BuildState};
 use crate::aws::AwsError;
 use crate::builder::runner::{Step, StepContext};
@@ -24,12 +27,7 @@ impl Step<BuildState> for DeregisterOldAmi {
         if !config.ami.force_deregister {
             return Ok(());
         }
-        let mut regions: Vec<String> = vec![state.region().to_string()];
-        for r in &config.ami.ami_regions {
-            if !regions.contains(r) {
-                regions.push(r.clone());
-            }
-        }
+        let regions = ami_name_regions(&config, state.region());
         let name = &config.ami.ami_name;
         let mut errors = Vec::new();
         for region in regions {
