@@ -130,7 +130,7 @@ options! {
         region_kms_key_ids: BTreeMap<String, String> = doc "";
         /// Keep only the region copies, not the build-region AMI.
         skip_save_build_region: bool = doc "false";
-        /// Time-based snapshot copy duration in minutes (multiples of 15).
+        /// Time-based snapshot copy duration in minutes: a multiple of 15, at most 2880 (48 hours).
         snapshot_copy_duration_minutes: i64 = doc "0 (standard copy)";
         /// `v2.0` makes instances of the AMI require IMDSv2.
         imds_support: String = doc "";
