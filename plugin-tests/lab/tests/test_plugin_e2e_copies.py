@@ -24,6 +24,7 @@ from plugin_e2e_support import (  # noqa: F401  (fixtures are used by name)
     assert_clean,
     assert_our_plugin_built_amis,
     images_named,
+    json_builder,
     lab,
     lab_client,
     own_snapshots_by_region,
@@ -40,17 +41,9 @@ INTERMEDIARY_PATTERN = "packer-intermediary-*"
 
 
 def builder(lab: Lab, source_ami: str, workdir: Path, ami_name: str, **options) -> dict:
-    """A template builder block for the lab with `options` on top."""
-    block = {
-        "type": PLUGIN_TYPE,
-        "region": lab.region,
-        "custom_endpoint_ec2": lab.ec2_endpoint,
-        "source_ami": source_ami,
-        "ami_name": ami_name,
-        "mount_path": str(workdir / "chroot") + "/{{.Device}}",
-    }
-    block.update(options)
-    return block
+    """A template builder block for the lab with `options` on top; regions
+    are validated (DescribeRegions), as users' templates have them."""
+    return json_builder(lab, workdir, ami_name, **{"source_ami": source_ami, "skip_region_validation": False, **options})
 
 
 def build(lab: Lab, workdir: Path, block: dict, name: str = "copies") -> PackerResult:

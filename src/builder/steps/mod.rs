@@ -375,6 +375,27 @@ fn cleanup_poller(poller: &Poller) -> Poller {
     )
 }
 
+/// The config of a JSON template with `options` on top of a minimal valid
+/// one (`ami_name` web-ami, `source_ami` ami-src, `region` us-east-1), for
+/// the steps' unit tests.
+#[cfg(test)]
+pub(crate) fn test_config(options: serde_json::Value) -> Config {
+    let mut config =
+        serde_json::json!({"ami_name": "web-ami", "source_ami": "ami-src", "region": "us-east-1"});
+    config.as_object_mut().expect("an object").extend(
+        options
+            .as_object()
+            .cloned()
+            .expect("options must be an object"),
+    );
+    let args = crate::plugin::api::PrepareArgs {
+        kind: crate::plugin::api::TemplateKind::Json,
+        config: config.as_object().cloned().expect("an object"),
+        packer: crate::plugin::api::PackerSettings::default(),
+    };
+    Config::from_prepare(&args).expect("valid test config").0
+}
+
 #[cfg(test)]
 mod tests {
     use super::steps;

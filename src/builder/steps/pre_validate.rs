@@ -135,19 +135,7 @@ mod tests {
         assert!(check_name_free("web-ami", "eu-west-1", &[]).is_ok());
     }
 
-    fn config(extra: serde_json::Value) -> Config {
-        let mut options = serde_json::json!({"ami_name": "web-ami", "source_ami": "ami-src", "region": "us-east-1"});
-        options
-            .as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().cloned().unwrap());
-        let args = crate::plugin::api::PrepareArgs {
-            kind: crate::plugin::api::TemplateKind::Json,
-            config: options.as_object().cloned().unwrap(),
-            packer: crate::plugin::api::PackerSettings::default(),
-        };
-        Config::from_prepare(&args).expect("valid test config").0
-    }
+    use super::super::test_config as config;
 
     #[test]
     fn the_name_is_checked_in_the_build_region_and_every_copy_region() {

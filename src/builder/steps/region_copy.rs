@@ -242,27 +242,13 @@ impl Step<BuildState> for RegionCopy {
 mod tests {
     use super::{copy_image_call, copy_targets, forget_from, report_while_copying, still_copying};
     use crate::builder::config::Config;
-    use crate::plugin::api::{Map, PackerSettings, PrepareArgs, TemplateKind};
     use aws_sdk_ec2::operation::copy_image::builders::CopyImageInputBuilder;
-    use serde_json::{json, Value};
+    use serde_json::json;
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    fn config(extra: Value) -> Config {
-        let mut options: Map =
-            json!({"ami_name": "web-ami", "source_ami": "ami-src", "region": "us-east-1"})
-                .as_object()
-                .cloned()
-                .unwrap();
-        options.extend(extra.as_object().cloned().unwrap());
-        let args = PrepareArgs {
-            kind: TemplateKind::Json,
-            config: options,
-            packer: PackerSettings::default(),
-        };
-        Config::from_prepare(&args).expect("valid test config").0
-    }
+    use super::super::test_config as config;
 
     /// The CopyImage request into `region` as it would be sent (no network).
     fn copy_request(config: &Config, region: &str) -> CopyImageInputBuilder {

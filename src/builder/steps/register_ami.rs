@@ -323,23 +323,10 @@ impl Step<BuildState> for RegisterAmi {
 mod tests {
     use super::*;
     use crate::builder::steps::create_volume::volume_params;
-    use crate::plugin::api::{Map, PackerSettings, PrepareArgs, TemplateKind};
     use aws_sdk_ec2::types::{BootModeValues, DeviceType, ImdsSupportValues};
-    use serde_json::{json, Value};
+    use serde_json::json;
 
-    fn config(extra: Value) -> Config {
-        let mut options: Map = json!({"ami_name": "test-ami", "source_ami": "ami-src"})
-            .as_object()
-            .cloned()
-            .unwrap();
-        options.extend(extra.as_object().cloned().unwrap());
-        let args = PrepareArgs {
-            kind: TemplateKind::Json,
-            config: options,
-            packer: PackerSettings::default(),
-        };
-        Config::from_prepare(&args).expect("valid test config").0
-    }
+    use super::super::test_config as config;
 
     fn source() -> Image {
         Image::builder()
