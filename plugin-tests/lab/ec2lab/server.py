@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import secrets
+import ssl
 import threading
 import time
 import uuid
@@ -226,16 +227,29 @@ class Lab:
             probe.server_close()
         cfg.imds_port = self.imds_port
         self.tls_cert, tls_key = write_self_signed_certificate(cfg.state_path / "tls")
-        self.https_server = self._serve("https", cfg.https_port, self.app, ssl_context=(str(self.tls_cert), str(tls_key)))
+        self.https_server = self._serve_https(cfg.https_port, self.tls_cert, tls_key)
         cfg.https_port = self.https_server.server_port
         self.vault_server = self._serve("vault", cfg.vault_port, self.vault)
         cfg.vault_port = self.vault_server.server_port
 
     @staticmethod
-    def _serve(what: str, port: int, app: Any, **options: Any) -> BaseWSGIServer:
-        server = make_server("127.0.0.1", port, app, threaded=True, **options)
+    def _serve(what: str, port: int, app: Any, server: BaseWSGIServer | None = None) -> BaseWSGIServer:
+        server = server or make_server("127.0.0.1", port, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True, name=f"ec2lab-{what}").start()
         return server
+
+    def _serve_https(self, port: int, cert: Path, key: Path) -> BaseWSGIServer:
+        """The EC2 app over TLS. werkzeug's own ssl_context= does each handshake in
+        its accept loop, so one client that connects and stalls (or a lab stop
+        meanwhile) would block every other; here the handshake happens on the
+        connection's first read, in that connection's thread."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(cert), str(key))
+        server = make_server("127.0.0.1", port, self.app, threaded=True)
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+        # werkzeug derives wsgi.url_scheme ("https") from this attribute.
+        server.ssl_context = context
+        return self._serve("https", port, self.app, server)
 
     def _start_imds(self) -> None:
         self.imds_server = make_server("127.0.0.1", self.imds_port, self.imds, threaded=True)

@@ -12,6 +12,7 @@ import urllib.request
 from typing import Any
 
 import boto3
+import botocore.config
 import botocore.exceptions
 import pytest
 from conftest import Lab, labctl, stop_and_check
@@ -19,7 +20,8 @@ from conftest import Lab, labctl, stop_and_check
 from ec2lab.config import LAB_ACCESS_KEY, LAB_ACCOUNT
 
 
-def ec2_as(lab: Lab, key: str, secret: str, token: str | None = None, endpoint: str | None = None, verify: Any = None) -> Any:
+def ec2_as(lab: Lab, key: str, secret: str, token: str | None = None, endpoint: str | None = None, verify: Any = None,
+           config: botocore.config.Config | None = None) -> Any:
     return boto3.client(
         "ec2",
         region_name=lab.info["region"],
@@ -28,6 +30,7 @@ def ec2_as(lab: Lab, key: str, secret: str, token: str | None = None, endpoint: 
         aws_secret_access_key=secret,
         aws_session_token=token,
         verify=verify,
+        config=config,
     )
 
 
@@ -84,6 +87,15 @@ def test_https_port_serves_ec2_with_the_lab_certificate(lab: Lab):
 
     assert ids == [lab.instance_id]
     assert [(c["action"], c["tls"]) for c in lab.calls()] == [("DescribeInstances", True)]
+
+
+def test_a_stalled_https_client_does_not_block_others(lab: Lab):
+    https = f"https://127.0.0.1:{lab.info['https_port']}"
+    with socket.create_connection(("127.0.0.1", lab.info["https_port"]), timeout=10):
+        # Connected, never says hello: another client is served all the same.
+        patient = botocore.config.Config(connect_timeout=10, read_timeout=10, retries={"total_max_attempts": 1})
+        ec2 = ec2_as(lab, LAB_ACCESS_KEY, "secret", endpoint=https, verify=lab.info["tls_cert"], config=patient)
+        assert ec2.describe_regions()["Regions"]
 
 
 def test_https_port_certificate_is_not_trusted_by_default(lab: Lab):
