@@ -5,8 +5,10 @@ The proof is which credentials signed the build's EC2 calls: the lab records
 the access key id of every SigV4 signature, and what STS (moto's AssumeRole)
 and the lab's fake Vault handed out. Each build must also register its AMI,
 leave the lab's leak report clean, and never show a secret (secret keys,
-session tokens, the MFA code, the Vault token) in packer's output or its
-PACKER_LOG=1 log, which includes everything the plugin writes to stderr.
+session tokens, the MFA code, the Vault token, what Vault handed out) in
+packer's output or its PACKER_LOG=1 log, which includes everything the plugin
+writes to stderr; the plugin runs at debug level there (see
+log_plugin_at_debug_level), so the SDK's debug lines are checked too.
 
 Run by `cargo test --test e2e_lab` (PLUGIN_BIN is our plugin binary).
 """
