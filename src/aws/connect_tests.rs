@@ -559,6 +559,34 @@ async fn unreachable_vault_error_says_where_and_hides_the_token() {
 }
 
 #[tokio::test]
+async fn vault_with_an_untrusted_certificate_says_to_set_vault_cacert() {
+    let vault = super::canned_http::CannedServer::start(VAULT_CREDS, true).await;
+    let _env = ScopedEnv::new(&[
+        ("VAULT_ADDR", &vault.endpoint),
+        ("VAULT_TOKEN", "s.secret-token"),
+    ])
+    .await;
+    let settings = AwsSettings {
+        region: Some("us-east-1".into()),
+        vault_aws_engine: Some(VaultAwsEngineSettings {
+            name: "builder".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let err = connect(&settings).await.unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains(&format!("cannot reach Vault at {}: ", vault.endpoint)),
+        "{shown}"
+    );
+    assert!(shown.contains("invalid peer certificate"), "{shown}");
+    assert!(shown.contains("set VAULT_CACERT"), "{shown}");
+    assert!(!shown.contains("s.secret-token"), "{shown}");
+    assert!(vault.requests.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn vault_engine_and_static_keys_are_exclusive() {
     let _env = ScopedEnv::new(&[]).await;
     let settings = AwsSettings {

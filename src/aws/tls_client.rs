@@ -262,7 +262,7 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Whether a TLS handshake failed because the server's certificate was refused.
-fn is_untrusted_certificate(err: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_untrusted_certificate(err: &(dyn std::error::Error + 'static)) -> bool {
     if let Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) =
         err.downcast_ref::<rustls::Error>()
     {

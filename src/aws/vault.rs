@@ -92,8 +92,13 @@ pub(crate) async fn credentials(engine: &VaultAwsEngineSettings) -> Result<Crede
     .map_err(|e| failed(format!("bad Vault address {address:?}: {e}")))?;
 
     let response = client.request(request).await.map_err(|e| {
+        let hint = if tls_client::is_untrusted_certificate(&e) {
+            " (set VAULT_CACERT to the PEM file of the CA that signed Vault's certificate)"
+        } else {
+            ""
+        };
         failed(format!(
-            "cannot reach Vault at {address}: {}",
+            "cannot reach Vault at {address}: {}{hint}",
             error_chain(&e)
         ))
     })?;
