@@ -282,6 +282,8 @@ def env_lines(info: dict[str, Any]) -> list[str]:
         # The fake Vault: what VAULT_ADDR/VAULT_TOKEN must be for vault_aws_engine.
         "LAB_VAULT_ADDR": f"http://127.0.0.1:{info['vault_port']}",
         "LAB_VAULT_TOKEN": info["vault_token"],
+        # The same Vault over HTTPS, certificate LAB_TLS_CERT (for VAULT_CACERT).
+        "LAB_VAULT_HTTPS_ADDR": f"https://127.0.0.1:{info['vault_https_port']}",
     }
     return [f"export {k}={v}" for k, v in values.items()]
 

@@ -209,6 +209,7 @@ class Lab:
         self.tls_cert: Path | None = None
         self.vault = FakeVault("hvs.ec2lab" + secrets.token_hex(12))
         self.vault_server: BaseWSGIServer | None = None
+        self.vault_https_server: BaseWSGIServer | None = None
         self.done = threading.Event()
 
     # ----- servers ----------------------------------------------------
@@ -227,10 +228,12 @@ class Lab:
             probe.server_close()
         cfg.imds_port = self.imds_port
         self.tls_cert, tls_key = write_self_signed_certificate(cfg.state_path / "tls")
-        self.https_server = self._serve_https(cfg.https_port, self.tls_cert, tls_key)
+        self.https_server = self._serve_https("https", cfg.https_port, self.app, self.tls_cert, tls_key)
         cfg.https_port = self.https_server.server_port
         self.vault_server = self._serve("vault", cfg.vault_port, self.vault)
         cfg.vault_port = self.vault_server.server_port
+        self.vault_https_server = self._serve_https("vault-https", cfg.vault_https_port, self.vault, self.tls_cert, tls_key)
+        cfg.vault_https_port = self.vault_https_server.server_port
 
     @staticmethod
     def _serve(what: str, port: int, app: Any, server: BaseWSGIServer | None = None) -> BaseWSGIServer:
@@ -238,18 +241,18 @@ class Lab:
         threading.Thread(target=server.serve_forever, daemon=True, name=f"ec2lab-{what}").start()
         return server
 
-    def _serve_https(self, port: int, cert: Path, key: Path) -> BaseWSGIServer:
-        """The EC2 app over TLS. werkzeug's own ssl_context= does each handshake in
+    def _serve_https(self, what: str, port: int, app: Any, cert: Path, key: Path) -> BaseWSGIServer:
+        """An app over TLS. werkzeug's own ssl_context= does each handshake in
         its accept loop, so one client that connects and stalls (or a lab stop
         meanwhile) would block every other; here the handshake happens on the
         connection's first read, in that connection's thread."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(cert), str(key))
-        server = make_server("127.0.0.1", port, self.app, threaded=True)
+        server = make_server("127.0.0.1", port, app, threaded=True)
         server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         # werkzeug derives wsgi.url_scheme ("https") from this attribute.
         server.ssl_context = context
-        return self._serve("https", port, self.app, server)
+        return self._serve(what, port, app, server)
 
     def _start_imds(self) -> None:
         self.imds_server = make_server("127.0.0.1", self.imds_port, self.imds, threaded=True)
@@ -279,7 +282,7 @@ class Lab:
         """Tear down devices and stop serving."""
         done = self.rt.shutdown()
         self._stop_imds()
-        for attr in ("https_server", "vault_server"):
+        for attr in ("https_server", "vault_server", "vault_https_server"):
             server = getattr(self, attr)
             if server is not None:
                 server.shutdown()
@@ -363,6 +366,7 @@ class Lab:
             "https_port": rt.config.https_port,
             "tls_cert": str(self.tls_cert) if self.tls_cert else "",
             "vault_port": rt.config.vault_port,
+            "vault_https_port": rt.config.vault_https_port,
             "vault_token": self.vault.token,
             "instance_id": rt.instance_id,
             "host_image_id": rt.host_image_id,

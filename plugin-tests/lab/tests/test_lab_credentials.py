@@ -34,14 +34,16 @@ def ec2_as(lab: Lab, key: str, secret: str, token: str | None = None, endpoint: 
     )
 
 
-def vault(lab: Lab, method: str, path: str, token: str | None, body: Any = None) -> tuple[int, dict[str, Any]]:
+def vault(lab: Lab, method: str, path: str, token: str | None, body: Any = None, https: bool = False) -> tuple[int, dict[str, Any]]:
     headers = {"X-Vault-Request": "true"}
     if token is not None:
         headers["X-Vault-Token"] = token
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://127.0.0.1:{lab.info['vault_port']}{path}", data=data, method=method, headers=headers)
+    address = f"https://127.0.0.1:{lab.info['vault_https_port']}" if https else f"http://127.0.0.1:{lab.info['vault_port']}"
+    req = urllib.request.Request(f"{address}{path}", data=data, method=method, headers=headers)
+    context = ssl.create_default_context(cafile=lab.info["tls_cert"]) if https else None
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=30, context=context) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
@@ -147,6 +149,16 @@ def test_vault_sts_write_takes_role_arn_and_ttl_and_returns_a_session(lab: Lab, 
         (method, "/v1/aws-lab/sts/deployer", {"role_arn": role_arn, "ttl": "900s"}, data["security_token"])]
 
 
+def test_vault_https_port_serves_the_same_vault_with_the_lab_certificate(lab: Lab):
+    status, answer = vault(lab, "GET", "/v1/aws/creds/builder", lab.info["vault_token"], https=True)
+
+    assert status == 200 and answer["data"]["access_key"].startswith("AKIAVAULT"), answer
+    assert [r["path"] for r in lab.control("GET", "vault")] == ["/v1/aws/creds/builder"]
+    untrusting = ssl.create_default_context()
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        urllib.request.urlopen(f"https://127.0.0.1:{lab.info['vault_https_port']}/v1/sys/health", timeout=10, context=untrusting)
+
+
 @pytest.mark.parametrize("token", [None, "hvs.wrong", ""])
 def test_vault_refuses_a_missing_or_wrong_token(lab: Lab, token: str | None):
     status, answer = vault(lab, "GET", "/v1/aws/creds/builder", token)
@@ -173,12 +185,14 @@ def test_labctl_env_exports_the_https_endpoint_certificate_and_vault(lab: Lab):
     assert env["LAB_TLS_CERT"] == lab.info["tls_cert"] and env["LAB_TLS_CERT"].startswith(str(lab.state_dir))
     assert env["LAB_VAULT_ADDR"] == f"http://127.0.0.1:{lab.info['vault_port']}"
     assert env["LAB_VAULT_TOKEN"] == lab.info["vault_token"]
-    assert len({lab.info["ec2_port"], lab.info["imds_port"], lab.info["https_port"], lab.info["vault_port"]}) == 4
+    assert env["LAB_VAULT_HTTPS_ADDR"] == f"https://127.0.0.1:{lab.info['vault_https_port']}"
+    ports = ("ec2_port", "imds_port", "https_port", "vault_port", "vault_https_port")
+    assert len({lab.info[p] for p in ports}) == len(ports), lab.info
 
 
 def test_stop_closes_the_https_and_vault_ports(start_lab):
     own = start_lab()
-    ports = (own.info["https_port"], own.info["vault_port"])
+    ports = (own.info["https_port"], own.info["vault_port"], own.info["vault_https_port"])
     for port in ports:
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
 

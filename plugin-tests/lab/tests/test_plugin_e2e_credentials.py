@@ -310,6 +310,44 @@ def test_vault_sts_with_role_arn_ttl_and_engine_name_signs_the_build(lab: Lab, s
     assert_never_shown(result, vault_token=vault_token, vault_secret=issued["secret_key"], vault_session_token=issued["security_token"])
 
 
+def test_vault_over_https_is_trusted_through_vault_cacert(lab: Lab, source_ami: str, workdir: Path):
+    ami_name = f"e2e-vault-tls-{uuid.uuid4().hex[:12]}"
+    config = builder(lab, source_ami, ami_name, vault_aws_engine={"name": "e2e-tls"})
+    vault_token = lab.env["LAB_VAULT_TOKEN"]
+    env = env_without_ambient_credentials(lab, VAULT_ADDR=lab.env["LAB_VAULT_HTTPS_ADDR"], VAULT_TOKEN=vault_token,
+                                          VAULT_CACERT=lab.env["LAB_TLS_CERT"])
+    started = time.time()
+
+    result, calls = build(lab, workdir, config, env)
+
+    check_built(lab, result, ami_name, source_ami)
+    asked = vault_requests(lab, started)
+    assert [(r["path"], r["token_ok"], r["status"]) for r in asked] == [("/v1/aws/creds/e2e-tls", True, 200)], asked
+    assert_ec2_signed_only_by(calls, asked[0]["access_key"], result)
+    assert_never_shown(result, vault_token=vault_token, vault_secret=asked[0]["secret_key"])
+
+
+def test_vault_over_https_with_an_untrusted_certificate_fails_naming_vault_and_creates_nothing(
+        lab: Lab, source_ami: str, workdir: Path):
+    address = lab.env["LAB_VAULT_HTTPS_ADDR"]
+    config = builder(lab, source_ami, f"e2e-vault-refused-{uuid.uuid4().hex[:12]}", vault_aws_engine={"name": "e2e-tls"})
+    vault_token = lab.env["LAB_VAULT_TOKEN"]
+    env = env_without_ambient_credentials(lab, VAULT_ADDR=address, VAULT_TOKEN=vault_token)
+    started = time.time()
+
+    result, calls = build(lab, workdir, config, env)
+
+    assert result.returncode == 1 and not result.timed_out, result.failure_report()
+    errors = "\n".join(line for line in result.stdout.splitlines() if ",error," in line)
+    assert "aws/creds/e2e-tls" in errors and address in errors, result.failure_report()
+    assert "certificate" in errors.lower() and "set VAULT_CACERT" in errors, errors
+    # The handshake failed: Vault got no request, EC2 none either.
+    assert vault_requests(lab, started) == []
+    assert not [c for c in calls if c["service"] == "ec2"], calls
+    assert_clean(lab, result)
+    assert_never_shown(result, vault_token=vault_token)
+
+
 def test_static_keys_and_token_in_the_template_sign_the_build(lab: Lab, source_ami: str, workdir: Path):
     ami_name = f"e2e-static-{uuid.uuid4().hex[:12]}"
     key, secret, token = fresh_key("ASIASTATIC"), "static-secret-" + secrets.token_hex(16), "static-token-" + secrets.token_hex(24)
