@@ -1,6 +1,7 @@
 //! A loopback HTTP(S) server for tests: answers every request with one canned
 //! body and records what it was asked.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -16,6 +17,8 @@ pub(crate) struct CannedServer {
     pub endpoint: String,
     /// Each request's head and body, in order.
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// TCP connections accepted, TLS handshakes that failed included.
+    pub connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -35,9 +38,12 @@ impl CannedServer {
         let scheme = if tls { "https" } else { "http" };
         let requests = Arc::new(Mutex::new(Vec::new()));
         let log = requests.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         let acceptor = tls.then(acceptor);
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let log = log.clone();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
@@ -55,6 +61,7 @@ impl CannedServer {
         CannedServer {
             endpoint: format!("{scheme}://{addr}"),
             requests,
+            connections,
             task,
         }
     }

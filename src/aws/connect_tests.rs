@@ -311,6 +311,74 @@ async fn self_signed_endpoint_is_refused_unless_insecure_skip_tls_verify() {
 }
 
 #[tokio::test]
+async fn refused_certificate_names_the_endpoint_and_is_not_retried() {
+    let server = super::canned_http::CannedServer::start(DESCRIBE_REGIONS, true).await;
+    let _env = ScopedEnv::new(&[]).await;
+    let settings = AwsSettings {
+        region: Some("us-east-1".into()),
+        custom_endpoint_ec2: Some(server.endpoint.clone()),
+        max_retries: 3,
+        ..static_settings()
+    };
+    let ec2 = connect(&settings).await.unwrap();
+    let err = ec2
+        .client()
+        .describe_regions()
+        .send()
+        .await
+        .map_err(|e| AwsError::api("DescribeRegions", None, e))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "DescribeRegions failed: the TLS certificate of {} is not trusted: ",
+            server.endpoint
+        )),
+        "{text}"
+    );
+    assert!(text.contains("insecure_skip_tls_verify = true"), "{text}");
+    // No "(DispatchFailure(DispatchFailure { … }))" debug dump after the cause.
+    assert!(!text.contains("DispatchFailure"), "{text}");
+    assert!(!err.is_transient(), "{err:?}");
+    // Retrying cannot change the certificate: one attempt, not max_retries + 1.
+    assert_eq!(
+        server.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_error_names_it_and_stays_transient() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let _env = ScopedEnv::new(&[]).await;
+    let settings = AwsSettings {
+        region: Some("us-east-1".into()),
+        custom_endpoint_ec2: Some(endpoint.clone()),
+        max_retries: 1,
+        ..static_settings()
+    };
+    let ec2 = connect(&settings).await.unwrap();
+    let err = ec2
+        .client()
+        .describe_regions()
+        .send()
+        .await
+        .map_err(|e| AwsError::api("DescribeRegions", None, e))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "DescribeRegions failed: cannot reach {endpoint}: "
+        )),
+        "{text}"
+    );
+    assert!(text.to_lowercase().contains("refused"), "{text}");
+    assert!(err.is_transient(), "{err:?}");
+}
+
+#[tokio::test]
 async fn insecure_client_still_speaks_plain_http() {
     let server = super::canned_http::CannedServer::start(DESCRIBE_REGIONS, false).await;
     let _env = ScopedEnv::new(&[]).await;
@@ -488,6 +556,34 @@ async fn unreachable_vault_error_says_where_and_hides_the_token() {
     assert!(shown.contains(&address), "{shown}");
     assert!(shown.to_lowercase().contains("refused"), "{shown}");
     assert!(!shown.contains("s.secret-token"), "{shown}");
+}
+
+#[tokio::test]
+async fn vault_with_an_untrusted_certificate_says_to_set_vault_cacert() {
+    let vault = super::canned_http::CannedServer::start(VAULT_CREDS, true).await;
+    let _env = ScopedEnv::new(&[
+        ("VAULT_ADDR", &vault.endpoint),
+        ("VAULT_TOKEN", "s.secret-token"),
+    ])
+    .await;
+    let settings = AwsSettings {
+        region: Some("us-east-1".into()),
+        vault_aws_engine: Some(VaultAwsEngineSettings {
+            name: "builder".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let err = connect(&settings).await.unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains(&format!("cannot reach Vault at {}: ", vault.endpoint)),
+        "{shown}"
+    );
+    assert!(shown.contains("invalid peer certificate"), "{shown}");
+    assert!(shown.contains("set VAULT_CACERT"), "{shown}");
+    assert!(!shown.contains("s.secret-token"), "{shown}");
+    assert!(vault.requests.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

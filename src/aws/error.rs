@@ -8,6 +8,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::imds::ImdsError;
+use super::tls_client::error_chain;
 
 /// Codes that mean "slow down" or "AWS hiccuped": a waiter polls again instead of failing.
 const TRANSIENT_CODES: &[&str] = &[
@@ -144,17 +145,27 @@ impl AwsError {
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         let retryable = match &err {
-            SdkError::DispatchFailure(_)
-            | SdkError::TimeoutError(_)
-            | SdkError::ResponseError(_) => true,
+            // A user error (e.g. a refused TLS certificate) fails the same way every time.
+            SdkError::DispatchFailure(failure) => !failure.is_user(),
+            SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
             SdkError::ServiceError(service) => service.raw().status().is_server_error(),
             _ => false,
         };
         let code = err.code().map(str::to_owned);
-        let message = match (err.message(), &code) {
+        let transport = match &err {
+            // The connector's cause already names the endpoint and what failed there
+            // (see tls_client::EndpointError); "dispatch failure: io error" adds nothing.
+            SdkError::DispatchFailure(failure) => failure
+                .as_connector_error()
+                .and_then(std::error::Error::source)
+                .map(error_chain),
+            _ => None,
+        };
+        let message = match (err.message(), transport) {
             (Some(m), _) => m.to_owned(),
+            (None, Some(transport)) => transport,
             // No service message: show the whole chain (e.g. "connection refused").
-            _ => DisplayErrorContext(&err).to_string(),
+            (None, None) => DisplayErrorContext(&err).to_string(),
         };
         AwsError::Api {
             operation,

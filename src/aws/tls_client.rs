@@ -11,15 +11,19 @@ use std::sync::Arc;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_http_client::Connector;
+use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
     SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::client::runtime_components::{
+    RuntimeComponents, RuntimeComponentsBuilder,
+};
 use aws_smithy_runtime_api::http::Response;
 use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::ConfigBag;
 use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -188,9 +192,15 @@ pub(crate) fn insecure_sdk_client() -> SharedHttpClient {
 /// ours when certificates are not to be verified. Plain `http://` endpoints work too,
 /// for local EC2 look-alikes.
 pub(crate) fn sdk_http_client(insecure_skip_tls_verify: bool) -> SharedHttpClient {
-    if insecure_skip_tls_verify {
-        return insecure_sdk_client();
-    }
+    let client = if insecure_skip_tls_verify {
+        insecure_sdk_client()
+    } else {
+        verifying_sdk_client()
+    };
+    SharedHttpClient::new(EndpointNamingClient { inner: client })
+}
+
+fn verifying_sdk_client() -> SharedHttpClient {
     // The SDK's stock HTTPS builder ignores HTTP(S)_PROXY/NO_PROXY; upstream honours
     // them (Go's ProxyFromEnvironment), and so do we.
     aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
@@ -204,4 +214,152 @@ pub(crate) fn sdk_http_client(insecure_skip_tls_verify: bool) -> SharedHttpClien
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
             .build()
     })
+}
+
+/// A transport error with the endpoint it happened on: the SDK's own errors
+/// ("client error (Connect)") never say which host they could not reach.
+#[derive(Debug)]
+pub(crate) struct EndpointError {
+    endpoint: String,
+    /// The server's certificate was refused: asking again cannot help.
+    untrusted_certificate: bool,
+    source: BoxError,
+}
+
+impl std::fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cause = error_chain(self.source.as_ref());
+        if self.untrusted_certificate {
+            write!(
+                f,
+                "the TLS certificate of {} is not trusted: {cause} (for an endpoint with a \
+                 self-signed or private certificate, add its CA to the system's trust store, \
+                 or set insecure_skip_tls_verify = true)",
+                self.endpoint
+            )
+        } else {
+            write!(f, "cannot reach {}: {cause}", self.endpoint)
+        }
+    }
+}
+
+// The cause is part of the message (so that it reads in one line), not a source.
+impl std::error::Error for EndpointError {}
+
+/// "error: cause: cause", skipping a cause whose text its parent already shows.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let shown = cause.to_string();
+        if !text.ends_with(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether a TLS handshake failed because the server's certificate was refused.
+pub(crate) fn is_untrusted_certificate(err: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) =
+        err.downcast_ref::<rustls::Error>()
+    {
+        return true;
+    }
+    // io::Error's source() skips its payload (itself often an io::Error): look inside.
+    if let Some(payload) = err
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        return is_untrusted_certificate(payload);
+    }
+    err.source().is_some_and(is_untrusted_certificate)
+}
+
+/// `scheme://host:port` of a request URI (no path or query: those may carry parameters).
+fn endpoint_of(uri: &str) -> String {
+    match uri.parse::<http::Uri>() {
+        Ok(parsed) => match (parsed.scheme_str(), parsed.authority()) {
+            (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+            _ => uri.to_owned(),
+        },
+        Err(_) => uri.to_owned(),
+    }
+}
+
+/// Wraps a connector's errors in [`EndpointError`], keeping their retry class, except
+/// that a refused certificate is final instead of retried for a minute.
+#[derive(Debug)]
+struct EndpointNamingConnector {
+    inner: SharedHttpConnector,
+}
+
+impl HttpConnector for EndpointNamingConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let endpoint = endpoint_of(request.uri());
+        let call = self.inner.call(request);
+        HttpConnectorFuture::new(async move {
+            call.await.map_err(|err| {
+                let (io, timeout, user, kind) =
+                    (err.is_io(), err.is_timeout(), err.is_user(), err.as_other());
+                let source = err.into_source();
+                let untrusted_certificate = is_untrusted_certificate(source.as_ref());
+                let named: BoxError = Box::new(EndpointError {
+                    endpoint,
+                    untrusted_certificate,
+                    source,
+                });
+                if untrusted_certificate || user {
+                    ConnectorError::user(named)
+                } else if timeout {
+                    ConnectorError::timeout(named)
+                } else if io {
+                    ConnectorError::io(named)
+                } else {
+                    ConnectorError::other(named, kind)
+                }
+            })
+        })
+    }
+}
+
+#[derive(Debug)]
+struct EndpointNamingClient {
+    inner: SharedHttpClient,
+}
+
+impl HttpClient for EndpointNamingClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(EndpointNamingConnector {
+            inner: self.inner.http_connector(settings, components),
+        })
+    }
+
+    fn validate_base_client_config(
+        &self,
+        components: &RuntimeComponentsBuilder,
+        config: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.inner.validate_base_client_config(components, config)
+    }
+
+    fn validate_final_config(
+        &self,
+        components: &RuntimeComponents,
+        config: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.inner.validate_final_config(components, config)
+    }
+
+    fn connector_metadata(
+        &self,
+    ) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
+        self.inner.connector_metadata()
+    }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::error::AwsError;
 use super::settings::VaultAwsEngineSettings;
-use super::tls_client::{self, Trust};
+use super::tls_client::{self, error_chain, Trust};
 
 /// Vault's own default when `VAULT_ADDR` is unset.
 const DEFAULT_VAULT_ADDR: &str = "https://127.0.0.1:8200";
@@ -92,8 +92,13 @@ pub(crate) async fn credentials(engine: &VaultAwsEngineSettings) -> Result<Crede
     .map_err(|e| failed(format!("bad Vault address {address:?}: {e}")))?;
 
     let response = client.request(request).await.map_err(|e| {
+        let hint = if tls_client::is_untrusted_certificate(&e) {
+            " (set VAULT_CACERT to the PEM file of the CA that signed Vault's certificate)"
+        } else {
+            ""
+        };
         failed(format!(
-            "cannot reach Vault at {address}: {}",
+            "cannot reach Vault at {address}: {}{hint}",
             error_chain(&e)
         ))
     })?;
@@ -131,16 +136,4 @@ async fn read_token_file() -> Option<String> {
         .await
         .ok()?;
     Some(token.trim().to_owned()).filter(|t| !t.is_empty())
-}
-
-/// "error: cause: cause" — hyper's top-level errors alone say little ("client error (Connect)").
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -92,6 +92,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         region=args.region,
         ec2_port=args.ec2_port,
         imds_port=args.imds_port,
+        https_port=args.https_port,
+        vault_port=args.vault_port,
         imds_require_v2=args.imds_v2_only,
         imds_disabled=args.no_imds,
         busy_detach=args.busy_detach,
@@ -118,7 +120,9 @@ def cmd_start(args: argparse.Namespace) -> int:
             print(
                 json.dumps(info, indent=1)
                 if args.json
-                else f"lab {cfg.name} ready: EC2 http://127.0.0.1:{info['ec2_port']} IMDS http://127.0.0.1:{info['imds_port']} instance {info['instance_id']} ({cfg.device_style})"
+                else f"lab {cfg.name} ready: EC2 http://127.0.0.1:{info['ec2_port']} (https port {info['https_port']})"
+                f" IMDS http://127.0.0.1:{info['imds_port']} Vault http://127.0.0.1:{info['vault_port']}"
+                f" instance {info['instance_id']} ({cfg.device_style})"
             )
             return 0
         if proc.poll() is not None:
@@ -272,6 +276,14 @@ def env_lines(info: dict[str, Any]) -> list[str]:
         "LAB_DEVICE_STYLE": info["device_style"],
         "LAB_STATE_DIR": info["state_dir"],
         "LAB_ACCOUNT_ID": info["account_id"],
+        # Same EC2 app over HTTPS with a self-signed certificate (LAB_TLS_CERT).
+        "LAB_EC2_HTTPS_ENDPOINT": f"https://127.0.0.1:{info['https_port']}",
+        "LAB_TLS_CERT": info["tls_cert"],
+        # The fake Vault: what VAULT_ADDR/VAULT_TOKEN must be for vault_aws_engine.
+        "LAB_VAULT_ADDR": f"http://127.0.0.1:{info['vault_port']}",
+        "LAB_VAULT_TOKEN": info["vault_token"],
+        # The same Vault over HTTPS, certificate LAB_TLS_CERT (for VAULT_CACERT).
+        "LAB_VAULT_HTTPS_ADDR": f"https://127.0.0.1:{info['vault_https_port']}",
     }
     return [f"export {k}={v}" for k, v in values.items()]
 
@@ -427,7 +439,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
 def cmd_calls(args: argparse.Namespace) -> int:
     """Print the log of received API calls."""
     for c in call(lab_info(args.name), "GET", "calls"):
-        print(f"{c['time']:.3f}\t{c['service']}\t{c['region']}\t{c['action']}\t{c['status']}\t{c['error']}")
+        print(f"{c['time']:.3f}\t{c['service']}\t{c['region']}\t{c['action']}\t{c['status']}\t{c['error']}\t{c['access_key']}")
     return 0
 
 
@@ -517,6 +529,8 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--state-dir")
         s.add_argument("--ec2-port", type=int, default=0, help="0 = a free port")
         s.add_argument("--imds-port", type=int, default=0, help="0 = a free port")
+        s.add_argument("--https-port", type=int, default=0, help="EC2 over HTTPS (self-signed); 0 = a free port")
+        s.add_argument("--vault-port", type=int, default=0, help="fake Vault; 0 = a free port")
         s.add_argument("--region", default="us-east-1")
         for flag in TIMING_FLAGS.values():
             s.add_argument(flag, type=float, metavar="SECONDS")

@@ -53,6 +53,12 @@ class LabConfig:
     region: str = "us-east-1"
     ec2_port: int = 0
     imds_port: int = 0
+    #: The EC2 app again, over HTTPS with a self-signed certificate.
+    https_port: int = 0
+    #: The fake Vault (AWS secrets engine), plain HTTP.
+    vault_port: int = 0
+    #: The same fake Vault over HTTPS (the lab's self-signed certificate).
+    vault_https_port: int = 0
     #: Refuse IMDSv1 requests (401), as with HttpTokens=required.
     imds_require_v2: bool = False
     #: Answer nothing on IMDS (connection closed), as off-EC2.

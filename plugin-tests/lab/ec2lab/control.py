@@ -57,6 +57,15 @@ class LoggedCall:
     params: dict[str, list[str]]
     status: int = 0
     error: str = ""
+    #: Access key id of the SigV4 signature ("" when unsigned).
+    access_key: str = ""
+    #: Credentials an STS answer handed out (AssumeRole etc.), "" otherwise;
+    #: tests need the secret parts to prove a client never logs them.
+    issued_access_key: str = ""
+    issued_secret_key: str = ""
+    issued_session_token: str = ""
+    #: Received on the lab's HTTPS port.
+    tls: bool = False
 
 
 class Control:

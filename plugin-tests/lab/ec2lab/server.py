@@ -3,15 +3,20 @@ serves IMDS paths and the /_lab control API, all on 127.0.0.1."""
 
 from __future__ import annotations
 
+import datetime
 import io
+import ipaddress
 import json
 import logging
 import re
+import secrets
+import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,11 +26,18 @@ from . import blockdev, emulation, runtime
 from .config import LAB_ACCOUNT
 from .control import Delay, Fault, LoggedCall, wait
 from .imds import Imds
+from .vault import FakeVault
 
 log = logging.getLogger("ec2lab")
 
 StartResponse = Callable[..., Any]
-CREDENTIAL_RE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/")
+CREDENTIAL_RE = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/")
+#: The credentials an STS answer hands out (AssumeRole, GetSessionToken, …).
+ISSUED_RE = {
+    "issued_access_key": re.compile(rb"<AccessKeyId>([^<]+)</AccessKeyId>"),
+    "issued_secret_key": re.compile(rb"<SecretAccessKey>([^<]+)</SecretAccessKey>"),
+    "issued_session_token": re.compile(rb"<SessionToken>([^<]+)</SessionToken>"),
+}
 ERROR_CODE_RE = re.compile(rb"<Code>([^<]+)</Code>")
 
 
@@ -54,6 +66,45 @@ def _aws_error(start_response: StartResponse, service: str, fault: Fault) -> lis
     return [body]
 
 
+def write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A fresh key and a self-signed certificate for 127.0.0.1 (and localhost),
+    valid for a day; (certificate, key) PEM files, the key readable by root only.
+
+    Self-signed on purpose: no client trusts it unless told to, so a client
+    that connects without `insecure_skip_tls_verify` (or this file as its CA)
+    must fail verification with "unknown issuer", not a name mismatch."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec2lab self-signed 127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+        # A server certificate, not a CA: as HTTPS servers present; clients that
+        # trust this file directly (boto3's verify=, curl --cacert) accept it.
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "ec2lab-cert.pem", directory / "ec2lab-key.pem"
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
 class LabApp:
     """WSGI app of the EC2 port."""
 
@@ -80,7 +131,7 @@ class LabApp:
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
         match = CREDENTIAL_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
-        region, service = (match.group(1), match.group(2)) if match else ("", "")
+        access_key, region, service = match.groups() if match else ("", "", "")
         params = parse_qs(environ.get("QUERY_STRING", ""))
         if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
             params.update(parse_qs(body.decode(errors="replace")))
@@ -93,7 +144,9 @@ class LabApp:
                 params = {}
         params.pop("Action", None)
         params.pop("Version", None)
-        call = rt.control.record(LoggedCall(time.time(), service, action, region, params))
+        call = rt.control.record(
+            LoggedCall(time.time(), service, action, region, params, access_key=access_key, tls=environ.get("wsgi.url_scheme") == "https")
+        )
         wait(rt.control.delay_for(action))
         fault = rt.control.fault_for(action, region)
         if fault is not None:
@@ -112,6 +165,11 @@ class LabApp:
         if call.status >= 400:
             found = ERROR_CODE_RE.search(b"".join(chunks))
             call.error = found.group(1).decode() if found else "error"
+        elif service == "sts":
+            answer = b"".join(chunks)
+            for attr, pattern in ISSUED_RE.items():
+                issued = pattern.search(answer)
+                setattr(call, attr, issued.group(1).decode() if issued else "")
         return chunks
 
     # ----- control API ------------------------------------------------
@@ -147,6 +205,11 @@ class Lab:
         self.ec2_server: BaseWSGIServer | None = None
         self.imds_server: BaseWSGIServer | None = None
         self.imds_port = rt.config.imds_port
+        self.https_server: BaseWSGIServer | None = None
+        self.tls_cert: Path | None = None
+        self.vault = FakeVault("hvs.ec2lab" + secrets.token_hex(12))
+        self.vault_server: BaseWSGIServer | None = None
+        self.vault_https_server: BaseWSGIServer | None = None
         self.done = threading.Event()
 
     # ----- servers ----------------------------------------------------
@@ -164,6 +227,32 @@ class Lab:
             self.imds_port = probe.server_port
             probe.server_close()
         cfg.imds_port = self.imds_port
+        self.tls_cert, tls_key = write_self_signed_certificate(cfg.state_path / "tls")
+        self.https_server = self._serve_https("https", cfg.https_port, self.app, self.tls_cert, tls_key)
+        cfg.https_port = self.https_server.server_port
+        self.vault_server = self._serve("vault", cfg.vault_port, self.vault)
+        cfg.vault_port = self.vault_server.server_port
+        self.vault_https_server = self._serve_https("vault-https", cfg.vault_https_port, self.vault, self.tls_cert, tls_key)
+        cfg.vault_https_port = self.vault_https_server.server_port
+
+    @staticmethod
+    def _serve(what: str, port: int, app: Any, server: BaseWSGIServer | None = None) -> BaseWSGIServer:
+        server = server or make_server("127.0.0.1", port, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True, name=f"ec2lab-{what}").start()
+        return server
+
+    def _serve_https(self, what: str, port: int, app: Any, cert: Path, key: Path) -> BaseWSGIServer:
+        """An app over TLS. werkzeug's own ssl_context= does each handshake in
+        its accept loop, so one client that connects and stalls (or a lab stop
+        meanwhile) would block every other; here the handshake happens on the
+        connection's first read, in that connection's thread."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(cert), str(key))
+        server = make_server("127.0.0.1", port, app, threaded=True)
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+        # werkzeug derives wsgi.url_scheme ("https") from this attribute.
+        server.ssl_context = context
+        return self._serve(what, port, app, server)
 
     def _start_imds(self) -> None:
         self.imds_server = make_server("127.0.0.1", self.imds_port, self.imds, threaded=True)
@@ -193,6 +282,12 @@ class Lab:
         """Tear down devices and stop serving."""
         done = self.rt.shutdown()
         self._stop_imds()
+        for attr in ("https_server", "vault_server", "vault_https_server"):
+            server = getattr(self, attr)
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+                setattr(self, attr, None)
         self.done.set()
         return done
 
@@ -220,8 +315,11 @@ class Lab:
         if method == "POST" and path == "delays":
             ctl.set_delay(Delay(data["action"], float(data["seconds"])))
             return ctl.snapshot()["delays"]
+        if method == "GET" and path == "vault":
+            return self.vault.snapshot()
         if method == "POST" and path == "reset":
             ctl.reset()
+            self.vault.reset()
             with rt.lock:
                 rt.config.timings.device_withhold = False
             return {"reset": True}
@@ -265,6 +363,11 @@ class Lab:
             "state_dir": rt.config.state_dir,
             "ec2_port": rt.config.ec2_port,
             "imds_port": self.imds_port,
+            "https_port": rt.config.https_port,
+            "tls_cert": str(self.tls_cert) if self.tls_cert else "",
+            "vault_port": rt.config.vault_port,
+            "vault_https_port": rt.config.vault_https_port,
+            "vault_token": self.vault.token,
             "instance_id": rt.instance_id,
             "host_image_id": rt.host_image_id,
             "root_volume_id": rt.root_volume_id,
