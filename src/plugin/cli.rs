@@ -228,9 +228,22 @@ fn ignore_interrupts() {
 }
 
 /// `tracing` to stderr (Packer logs plugin stderr with `PACKER_LOG=1`).
+/// Logs go to stderr, which Packer copies into its own log only when the
+/// user set `PACKER_LOG`; Packer 1.6 also removes that variable from its
+/// plugins' environment. So, as Go plugins do, this crate always logs at
+/// debug level and Packer decides whether it is shown; the dependencies
+/// (the AWS SDK, hyper …) log at debug level only when this process itself
+/// sees `PACKER_LOG` (run by hand, or by Packer versions that pass it on).
+fn log_filter(packer_log: Option<&str>) -> &'static str {
+    match packer_log {
+        Some(v) if !v.is_empty() && v != "0" => "debug",
+        _ => "info,amazon_chroot=debug",
+    }
+}
+
 fn init_logging() {
-    let verbose = std::env::var("PACKER_LOG").is_ok_and(|v| !v.is_empty() && v != "0");
-    let filter = EnvFilter::new(if verbose { "debug" } else { "info" });
+    let packer_log = std::env::var("PACKER_LOG").ok();
+    let filter = EnvFilter::new(log_filter(packer_log.as_deref()));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -242,6 +255,14 @@ fn init_logging() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_this_crate_at_debug_level_even_when_packer_hides_packer_log() {
+        assert_eq!(log_filter(None), "info,amazon_chroot=debug");
+        assert_eq!(log_filter(Some("0")), "info,amazon_chroot=debug");
+        assert_eq!(log_filter(Some("")), "info,amazon_chroot=debug");
+        assert_eq!(log_filter(Some("1")), "debug");
+    }
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
