@@ -11,6 +11,11 @@ LAB_ACCOUNT = "123456789012"
 #: Static credentials exported by `labctl env` (moto accepts any).
 LAB_ACCESS_KEY = "AKIALABLABLABLAB0000"
 LAB_SECRET_KEY = "lab-secret-key-not-a-real-secret"
+#: The host instance's role and the temporary credentials its IMDS hands out.
+LAB_INSTANCE_ROLE = "lab-instance-role"
+LAB_ROLE_ACCESS_KEY = "ASIALABINSTANCEROLE0"
+LAB_ROLE_SECRET_KEY = "lab-instance-role-secret-not-a-real-secret"
+LAB_ROLE_TOKEN = "lab-instance-role-session-token-not-a-real-token"
 #: Directory with one JSON file per running lab, so labctl finds labs by name.
 REGISTRY_DIR = Path("/run/ec2lab/labs")
 

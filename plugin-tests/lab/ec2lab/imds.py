@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import runtime
-from .config import LAB_ACCOUNT
+from .config import LAB_ACCOUNT, LAB_INSTANCE_ROLE, LAB_ROLE_ACCESS_KEY, LAB_ROLE_SECRET_KEY, LAB_ROLE_TOKEN
 
 TOKEN_HEADER = "HTTP_X_AWS_EC2_METADATA_TOKEN"
 TTL_HEADER = "HTTP_X_AWS_EC2_METADATA_TOKEN_TTL_SECONDS"
@@ -45,7 +45,27 @@ class Imds:
             "region": cfg.region,
             "version": "2017-09-30",
         }
+        now = time.time()
+        updated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        # Temporary credentials of the instance's role, valid 6 hours as EC2's.
+        role_credentials = {
+            "Code": "Success",
+            "LastUpdated": updated,
+            "Type": "AWS-HMAC",
+            "AccessKeyId": LAB_ROLE_ACCESS_KEY,
+            "SecretAccessKey": LAB_ROLE_SECRET_KEY,
+            "Token": LAB_ROLE_TOKEN,
+            "Expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 6 * 3600)),
+        }
+        iam_info = {
+            "Code": "Success",
+            "LastUpdated": updated,
+            "InstanceProfileArn": f"arn:aws:iam::{LAB_ACCOUNT}:instance-profile/{LAB_INSTANCE_ROLE}",
+            "InstanceProfileId": "AIPALABINSTANCEPROFILE",
+        }
         return {
+            "meta-data/iam/info": json.dumps(iam_info, indent=2),
+            f"meta-data/iam/security-credentials/{LAB_INSTANCE_ROLE}": json.dumps(role_credentials, indent=2),
             "meta-data/instance-id": rt.instance_id,
             "meta-data/instance-type": cfg.instance_type,
             "meta-data/ami-id": rt.host_image_id,

@@ -36,6 +36,8 @@ from plugin_e2e_support import (  # noqa: F401  (fixtures are used by name)
     workdir,
 )
 
+from ec2lab.config import LAB_INSTANCE_ROLE, LAB_ROLE_ACCESS_KEY, LAB_ROLE_SECRET_KEY, LAB_ROLE_TOKEN
+
 #: The EC2 calls every build from a source AMI makes; each must carry the expected key.
 BUILD_ACTIONS = ("DescribeImages", "CreateVolume", "AttachVolume", "DetachVolume", "CreateSnapshot", "RegisterImage", "DeleteVolume")
 #: Environment through which the SDK would find credentials on its own; removed
@@ -73,9 +75,9 @@ def builder(lab: Lab, source_ami: str, ami_name: str, **options) -> dict:
 
 
 def log_plugin_at_debug_level(workdir: Path) -> None:
-    """Packer 1.6.6 clears PACKER_LOG for its plugins, so ours would log at info
-    level only; a wrapper sets it, so the secrets checks also cover every debug
-    line (the SDK's included)."""
+    """Packer 1.6.6 clears PACKER_LOG for its plugins, so ours logs only its own
+    crate at debug level; a wrapper sets it, so the secrets checks also cover
+    every debug line of the dependencies (the SDK's included)."""
     real = workdir / "plugin.real"
     (workdir / PLUGIN_NAME).rename(real)
     wrapper = workdir / PLUGIN_NAME
@@ -392,3 +394,48 @@ def test_self_signed_https_endpoint_without_skip_fails_naming_it_and_creates_not
     assert not any("Creating the root volume" in s for s in says(result))
     assert_clean(lab, result)
     assert_never_shown(result, secret_key=lab.env["AWS_SECRET_ACCESS_KEY"])
+
+
+def imds_paths(calls: list[dict]) -> list[str]:
+    """The paths the build asked the lab's IMDS for."""
+    return [c["action"].split(" ", 1)[1] for c in calls if c["service"] == "imds"]
+
+
+def test_instance_role_from_imds_signs_the_build(lab: Lab, source_ami: str, workdir: Path):
+    """No credentials anywhere but the instance: the role's temporary
+    credentials from IMDS sign every call."""
+    ami_name = f"e2e-role-{uuid.uuid4().hex[:12]}"
+
+    result, calls = build(lab, workdir, builder(lab, source_ami, ami_name), env_without_ambient_credentials(lab))
+
+    check_built(lab, result, ami_name, source_ami)
+    assert f"/latest/meta-data/iam/security-credentials/{LAB_INSTANCE_ROLE}" in imds_paths(calls), imds_paths(calls)
+    assert_ec2_signed_only_by(calls, LAB_ROLE_ACCESS_KEY, result)
+    assert_caller_identity_checked_with(calls, LAB_ROLE_ACCESS_KEY)
+    assert_never_shown(result, secret_key=LAB_ROLE_SECRET_KEY, session_token=LAB_ROLE_TOKEN)
+
+
+def test_skip_metadata_api_check_never_asks_imds_for_credentials(lab: Lab, source_ami: str, workdir: Path):
+    """With only the instance role available, skip_metadata_api_check leaves
+    no credentials: the build stops before touching EC2 and says why."""
+    config = builder(lab, source_ami, f"e2e-no-role-{uuid.uuid4().hex[:12]}", skip_metadata_api_check=True)
+
+    result, calls = build(lab, workdir, config, env_without_ambient_credentials(lab))
+
+    assert result.returncode == 1 and not result.timed_out, result.failure_report()
+    assert "could not load AWS credentials" in result.stdout and "without the instance role" in result.stdout, \
+        result.failure_report()
+    assert not [p for p in imds_paths(calls) if "/iam/" in p], imds_paths(calls)
+    assert not [c for c in calls if c["service"] in ("ec2", "sts")], calls
+    assert_clean(lab, result)
+
+
+def test_skip_credential_validation_builds_without_asking_sts(lab: Lab, source_ami: str, workdir: Path):
+    ami_name = f"e2e-no-sts-{uuid.uuid4().hex[:12]}"
+    config = builder(lab, source_ami, ami_name, skip_credential_validation=True)
+
+    result, calls = build(lab, workdir, config, lab.process_env())
+
+    check_built(lab, result, ami_name, source_ami)
+    assert sts_calls(calls, "GetCallerIdentity") == [], calls
+    assert_ec2_signed_only_by(calls, lab.env["AWS_ACCESS_KEY_ID"], result)
