@@ -120,7 +120,15 @@ impl Ec2 {
     /// Adds the decoded text of an `UnauthorizedOperation` message when
     /// `decode_authorization_messages` is set; any other error passes unchanged.
     pub async fn explain(&self, err: AwsError) -> AwsError {
-        if !self.decode_authorization_messages {
+        if !self.decode_authorization_messages
+            || matches!(
+                err,
+                AwsError::Api {
+                    decoded: Some(_),
+                    ..
+                }
+            )
+        {
             return err;
         }
         let Some(encoded) = err.encoded_authorization_message().map(str::to_owned) else {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::{connect, Poller};
+use crate::aws::{connect, AwsError, Ec2, Poller};
 use crate::chroot::host_shell::CommandWrapper;
 use crate::plugin::api::{
     Artifact, BoxError, Builder, Hook, PrepareArgs, PrepareErrors, Prepared, Ui,
@@ -20,7 +20,7 @@ use crate::plugin::api::{
 use crate::plugin::spec::ObjectSpec;
 use artifact::AmiArtifact;
 use config::Config;
-use runner::{run_steps, RunnerOptions, StepContext};
+use runner::{run_steps, RunError, RunnerOptions, StepContext};
 use steps::BuildState;
 
 /// HashiCorp's `amazon-chroot` builder, re-done.
@@ -81,7 +81,9 @@ impl Builder for AmazonChrootBuilder {
             on_error: config.run.on_error,
             debug: config.run.debug,
         };
-        run_steps(&mut steps, &mut state, &ctx, options).await?;
+        if let Err(err) = run_steps(&mut steps, &mut state, &ctx, options).await {
+            return Err(explained(&ec2, err).await.into());
+        }
         if state.amis.is_empty() {
             return Ok(None);
         }
@@ -102,5 +104,24 @@ impl Builder for AmazonChrootBuilder {
             generated_data: state.generated_data.clone(),
             ec2: Some(ec2),
         })))
+    }
+}
+
+/// With `decode_authorization_messages`, a step that failed on an encoded
+/// `UnauthorizedOperation` (any EC2 call, not only the waits) gets the
+/// decoded reason added to its error.
+async fn explained(ec2: &Ec2, err: RunError) -> RunError {
+    match err {
+        RunError::Step {
+            mut failure,
+            cleanup,
+        } => {
+            failure.error = match failure.error.downcast::<AwsError>() {
+                Ok(aws) => Box::new(ec2.explain(*aws).await),
+                Err(other) => other,
+            };
+            RunError::Step { failure, cleanup }
+        }
+        other => other,
     }
 }
