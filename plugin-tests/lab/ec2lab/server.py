@@ -3,6 +3,7 @@ serves IMDS paths and the /_lab control API, all on 127.0.0.1."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import io
 import ipaddress
@@ -19,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
+from xml.sax.saxutils import escape as xml_escape
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -64,6 +66,32 @@ def _aws_error(start_response: StartResponse, service: str, fault: Fault) -> lis
         f"{fault.status} Injected", [("Content-Type", ctype), ("Content-Length", str(len(body))), ("x-amzn-RequestId", str(uuid.uuid4()))]
     )
     return [body]
+
+
+def encode_authorization_message(document: dict[str, Any]) -> str:
+    """What the lab puts after "Encoded authorization failure message:" in an
+    injected UnauthorizedOperation (AWS's own encoding is opaque; only STS
+    can read it, and so it is here)."""
+    return base64.urlsafe_b64encode(json.dumps(document).encode()).decode()
+
+
+def decode_authorization_message(encoded: str) -> tuple[int, bytes]:
+    """STS DecodeAuthorizationMessage (moto has none): (HTTP status, XML body)."""
+    try:
+        decoded = base64.urlsafe_b64decode(encoded.encode()).decode()
+        json.loads(decoded)
+    except ValueError:
+        return 400, (
+            '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+            "<Code>InvalidAuthorizationMessageException</Code><Message>The message is not valid.</Message></Error>"
+            f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+        ).encode()
+    return 200, (
+        '<DecodeAuthorizationMessageResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+        f"<DecodeAuthorizationMessageResult><DecodedMessage>{xml_escape(decoded)}</DecodedMessage>"
+        f"</DecodeAuthorizationMessageResult><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
+        "</ResponseMetadata></DecodeAuthorizationMessageResponse>"
+    ).encode()
 
 
 def write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
@@ -152,6 +180,11 @@ class LabApp:
         if fault is not None:
             call.status, call.error = fault.status, fault.code
             return _aws_error(start_response, service, fault)
+        if service == "sts" and action == "DecodeAuthorizationMessage":
+            call.status, body = decode_authorization_message(params.get("EncodedMessage", [""])[0])
+            start_response(f"{call.status} {'OK' if call.status < 400 else 'Error'}",
+                           [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+            return [body]
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:

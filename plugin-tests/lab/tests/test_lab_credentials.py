@@ -17,7 +17,8 @@ import botocore.exceptions
 import pytest
 from conftest import Lab, labctl, stop_and_check
 
-from ec2lab.config import LAB_ACCESS_KEY, LAB_ACCOUNT
+from ec2lab.config import LAB_ACCESS_KEY, LAB_ACCOUNT, LAB_INSTANCE_ROLE, LAB_ROLE_ACCESS_KEY
+from ec2lab.server import encode_authorization_message
 
 
 def ec2_as(lab: Lab, key: str, secret: str, token: str | None = None, endpoint: str | None = None, verify: Any = None,
@@ -79,6 +80,26 @@ def test_call_log_records_what_assume_role_handed_out(lab: Lab):
     # moto maps the session to the lab's account, so it sees the lab's host instance.
     ids = [i["InstanceId"] for r in session.describe_instances()["Reservations"] for i in r["Instances"]]
     assert lab.instance_id in ids
+
+
+def test_sts_decodes_the_labs_encoded_authorization_messages(lab: Lab):
+    sts = lab.client("sts")
+    reason = {"allowed": False, "context": {"action": "ec2:CreateVolume"}}
+    decoded = sts.decode_authorization_message(EncodedMessage=encode_authorization_message(reason))["DecodedMessage"]
+    assert json.loads(decoded) == reason
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        sts.decode_authorization_message(EncodedMessage="not base64 json!")
+    assert refused.value.response["Error"]["Code"] == "InvalidAuthorizationMessageException"
+
+
+def test_imds_hands_out_the_instance_roles_credentials(lab: Lab):
+    base = f"http://127.0.0.1:{lab.info['imds_port']}"
+    with urllib.request.urlopen(f"{base}/latest/meta-data/iam/security-credentials/", timeout=10) as resp:
+        assert resp.read().decode().split() == [LAB_INSTANCE_ROLE]
+    with urllib.request.urlopen(f"{base}/latest/meta-data/iam/security-credentials/{LAB_INSTANCE_ROLE}", timeout=10) as resp:
+        credentials = json.load(resp)
+    assert credentials["Code"] == "Success" and credentials["AccessKeyId"] == LAB_ROLE_ACCESS_KEY
+    assert credentials["SecretAccessKey"] and credentials["Token"] and credentials["Expiration"].endswith("Z")
 
 
 def test_https_port_serves_ec2_with_the_lab_certificate(lab: Lab):

@@ -23,7 +23,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from baseline_support import Lab, PackerResult, run_packer, write_json_template
+import pytest
+from baseline_support import Lab, PackerResult, labctl, run_packer, write_json_template
 from plugin_e2e_support import (  # noqa: F401  (fixtures are used by name)
     PLUGIN_NAME,
     PLUGIN_TYPE,
@@ -31,12 +32,14 @@ from plugin_e2e_support import (  # noqa: F401  (fixtures are used by name)
     assert_our_plugin_built,
     check_ami,
     lab,
+    lab_faults,
     says,
     source_ami,
     workdir,
 )
 
 from ec2lab.config import LAB_INSTANCE_ROLE, LAB_ROLE_ACCESS_KEY, LAB_ROLE_SECRET_KEY, LAB_ROLE_TOKEN
+from ec2lab.server import encode_authorization_message
 
 #: The EC2 calls every build from a source AMI makes; each must carry the expected key.
 BUILD_ACTIONS = ("DescribeImages", "CreateVolume", "AttachVolume", "DetachVolume", "CreateSnapshot", "RegisterImage", "DeleteVolume")
@@ -439,3 +442,30 @@ def test_skip_credential_validation_builds_without_asking_sts(lab: Lab, source_a
     check_built(lab, result, ami_name, source_ami)
     assert sts_calls(calls, "GetCallerIdentity") == [], calls
     assert_ec2_signed_only_by(calls, lab.env["AWS_ACCESS_KEY_ID"], result)
+
+
+@pytest.mark.parametrize("decode", [True, False], ids=["decoded", "not-asked"])
+def test_an_encoded_authorization_failure_is_decoded_when_asked(lab: Lab, source_ami: str, workdir: Path, decode: bool):
+    """CreateVolume refused with an encoded reason (as EC2 does for IAM
+    denials): decode_authorization_messages has STS decode it into the
+    error; without it the error says how to see it."""
+    reason = {"allowed": False, "explicitDeny": True, "context": {"action": "ec2:CreateVolume", "principal": {"id": "e2e"}}}
+    encoded = encode_authorization_message(reason)
+    config = builder(lab, source_ami, f"e2e-denied-{uuid.uuid4().hex[:12]}", decode_authorization_messages=decode)
+    with lab_faults(lab):
+        labctl("fault", "--name", lab.name, "fail", "CreateVolume", "--code", "UnauthorizedOperation", "--status", "403",
+               "--times", "0", "--message",
+               f"You are not authorized to perform this operation. Encoded authorization failure message: {encoded}")
+        result, calls = build(lab, workdir, config, lab.process_env())
+
+    assert result.returncode == 1 and not result.timed_out, result.failure_report()
+    errors = "\n".join(line for line in result.stdout.splitlines() if ",error," in line)
+    assert "CreateVolume" in errors and "UnauthorizedOperation" in errors, result.failure_report()
+    decodes = sts_calls(calls, "DecodeAuthorizationMessage")
+    if decode:
+        assert [c["params"]["EncodedMessage"] for c in decodes] == [[encoded]], decodes
+        assert '"action": "ec2:CreateVolume"' in errors and '"explicitDeny": true' in errors, errors
+    else:
+        assert decodes == [], decodes
+        assert "decode_authorization_messages = true" in errors, errors
+    assert_clean(lab, result)
