@@ -151,3 +151,22 @@ def test_busybox_shell_runs_in_a_chroot_of_the_partitioned_image(partitioned: Pa
             assert proc.returncode == 0, proc.stderr
             assert proc.stdout.splitlines() == ["hello from Linux", "ID=lab-busybox", "0"]
     assert str(copy) not in subprocess.run(["losetup", "-a"], check=False, capture_output=True, text=True).stdout
+
+
+def test_building_an_image_evicts_all_but_the_newest_other_of_its_layout(tmp_path: Path):
+    stale = []
+    for age, key in enumerate(["0000000000000001", "0000000000000002", "0000000000000003"]):
+        old = tmp_path / f"source-busybox-whole-{key}.img"
+        old.write_bytes(b"old")
+        os.utime(old, (time.time() - 3600 * (age + 1),) * 2)
+        stale.append(old)
+    other_layout = tmp_path / "source-busybox-partitioned-0000000000000009.img"
+    other_layout.write_bytes(b"other")
+    os.utime(other_layout, (time.time() - 86400,) * 2)
+
+    built = make_image(tmp_path, "whole")
+
+    # The newest stale one (an hour old) stays, for another checkout using it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([built.name, stale[0].name, other_layout.name])
+    # Reusing the cached image evicts nothing.
+    assert make_image(tmp_path, "whole") == built and stale[0].exists()
