@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -42,11 +43,13 @@ from plugin_e2e_support import (  # noqa: F401  (fixtures are used by name)
     assert_our_plugin_built,
     check_ami,
     check_resolv_conf_intact,
+    images_named,
     json_builder,
     lab,
     lab_client,
     lab_faults,
     own_snapshots,
+    own_snapshots_by_region,
     running_lab,
     says,
     source_ami,
@@ -753,3 +756,35 @@ def test_from_scratch_arm64_encrypted_with_extra_mappings(lab: Lab, workdir: Pat
     assert "NoDevice" in mappings["/dev/xvdd"], mappings["/dev/xvdd"]
     with lab.mounted_ami(ami_id, workdir / "inspect") as mounted:
         assert (mounted / "etc/e2e-scratch.txt").read_text() == f"scratch {token}\n"
+
+
+def test_post_processor_not_keeping_the_input_destroys_the_amis_in_every_region(lab: Lab, source_ami: str, workdir: Path):
+    """Packer destroys a builder artifact a post-processor does not keep:
+    Artifact.Destroy deregisters the AMI in every region and deletes its
+    snapshots."""
+    ami_name = f"e2e-destroy-{uuid.uuid4().hex[:12]}"
+    regions = [lab.region, "us-west-2"]
+    snapshots_before = own_snapshots_by_region(lab, regions)
+    template = {
+        "builders": [json_builder(lab, workdir, ami_name, source_ami=source_ami, ami_regions=["us-west-2"])],
+        "provisioners": [{"type": "shell", "inline": ["true"]}],
+        # artifice replaces the artifact with local files; the AMIs are not kept.
+        "post-processors": [{"type": "artifice", "files": ["pp.txt"], "keep_input_artifact": False}],
+    }
+    (workdir / "destroy.json").write_text(json.dumps(template, indent=2))
+    (workdir / "pp.txt").write_text("post-processed\n")
+
+    result = run_packer(workdir / "destroy.json", workdir, lab.process_env(), fake_sys_block=False)
+
+    assert result.returncode == 0 and not result.timed_out, result.failure_report()
+    log = result.log_path.read_text(errors="replace")
+    assert "Deleting original artifact" in log and "rpc served Artifact.Destroy" in log, result.failure_report()
+    # The AMI was registered and copied, and Packer's final artifact is artifice's.
+    said = says(result)
+    assert any(s.startswith("Registering the AMI") for s in said), said
+    assert re.search(r"Copying ami-\w+ to us-west-2\.\.\.", result.stdout), result.failure_report()
+    assert "packer.post-processor.artifice" in result.stdout
+    for region in regions:
+        assert images_named(lab, region, ami_name) == [], region
+    assert own_snapshots_by_region(lab, regions) == snapshots_before
+    assert_clean(lab, result)
