@@ -31,6 +31,7 @@ from plugin_e2e_support import (  # noqa: F401  (fixtures are used by name)
     assert_clean,
     assert_our_plugin_built,
     check_ami,
+    json_builder,
     lab,
     lab_faults,
     says,
@@ -63,18 +64,6 @@ def env_without_ambient_credentials(lab: Lab, **extra: str) -> dict[str, str]:
     for name in AMBIENT_CREDENTIALS:
         env.pop(name, None)
     return env
-
-
-def builder(lab: Lab, source_ami: str, ami_name: str, **options) -> dict:
-    return {
-        "type": PLUGIN_TYPE,
-        "region": lab.region,
-        "custom_endpoint_ec2": lab.ec2_endpoint,
-        "skip_region_validation": True,
-        "source_ami": source_ami,
-        "ami_name": ami_name,
-        **options,
-    }
 
 
 def log_plugin_at_debug_level(workdir: Path) -> None:
@@ -170,7 +159,7 @@ def test_profile_from_a_shared_credentials_file_signs_the_build(lab: Lab, source
         "default": (fresh_key("AKIADEFAULT"), "default-secret-" + secrets.token_hex(16)),
         "e2e-build": (key, secret),
     })
-    config = builder(lab, source_ami, ami_name, profile="e2e-build", shared_credentials_file=str(credentials))
+    config = json_builder(lab, workdir, source_ami=source_ami, ami_name=ami_name, profile="e2e-build", shared_credentials_file=str(credentials))
 
     result, calls = build(lab, workdir, config, env_without_ambient_credentials(lab))
 
@@ -193,7 +182,7 @@ def test_assume_role_passes_every_field_and_the_build_signs_with_the_session(lab
         "tags": {"Team": "images", "Token": token},
         "transitive_tag_keys": ["Team"],
     }
-    config = builder(lab, source_ami, ami_name, assume_role=role)
+    config = json_builder(lab, workdir, source_ami=source_ami, ami_name=ami_name, assume_role=role)
 
     # The base credentials are the lab's environment keys (the default chain).
     result, calls = build(lab, workdir, config, lab.process_env())
@@ -248,7 +237,7 @@ def test_mfa_code_assumes_the_profile_role_from_its_source_profile(lab: Lab, sou
         "duration_seconds = 1200\n"
     )
     mfa_code = f"{secrets.randbelow(900000) + 100000}"
-    config = builder(lab, source_ami, ami_name, profile="e2e-mfa", mfa_code=mfa_code, shared_credentials_file=str(credentials))
+    config = json_builder(lab, workdir, source_ami=source_ami, ami_name=ami_name, profile="e2e-mfa", mfa_code=mfa_code, shared_credentials_file=str(credentials))
 
     result, calls = build(lab, workdir, config, env_without_ambient_credentials(lab, AWS_CONFIG_FILE=str(workdir / "config")))
 
@@ -275,7 +264,7 @@ def test_mfa_code_assumes_the_profile_role_from_its_source_profile(lab: Lab, sou
 
 def test_vault_creds_of_the_default_engine_sign_the_build(lab: Lab, source_ami: str, workdir: Path):
     ami_name = f"e2e-vault-{uuid.uuid4().hex[:12]}"
-    config = builder(lab, source_ami, ami_name, vault_aws_engine={"name": "e2e-iam-user"})
+    config = json_builder(lab, workdir, source_ami=source_ami, ami_name=ami_name, vault_aws_engine={"name": "e2e-iam-user"})
     vault_token = lab.env["LAB_VAULT_TOKEN"]
     env = env_without_ambient_credentials(lab, VAULT_ADDR=lab.env["LAB_VAULT_ADDR"], VAULT_TOKEN=vault_token)
     started = time.time()
@@ -296,7 +285,7 @@ def test_vault_sts_with_role_arn_ttl_and_engine_name_signs_the_build(lab: Lab, s
     ami_name = f"e2e-vault-sts-{uuid.uuid4().hex[:12]}"
     role_arn = lab_role_arn(lab, "e2e-vault")
     engine = {"name": "e2e-assumed", "engine_name": "aws-e2e", "role_arn": role_arn, "ttl": "900s"}
-    config = builder(lab, source_ami, ami_name, vault_aws_engine=engine)
+    config = json_builder(lab, workdir, source_ami=source_ami, ami_name=ami_name, vault_aws_engine=engine)
     vault_token = lab.env["LAB_VAULT_TOKEN"]
     env = env_without_ambient_credentials(lab, VAULT_ADDR=lab.env["LAB_VAULT_ADDR"], VAULT_TOKEN=vault_token)
     started = time.time()
@@ -317,7 +306,7 @@ def test_vault_sts_with_role_arn_ttl_and_engine_name_signs_the_build(lab: Lab, s
 
 def test_vault_over_https_is_trusted_through_vault_cacert(lab: Lab, source_ami: str, workdir: Path):
     ami_name = f"e2e-vault-tls-{uuid.uuid4().hex[:12]}"
-    config = builder(lab, source_ami, ami_name, vault_aws_engine={"name": "e2e-tls"})
+    config = json_builder(lab, workdir, source_ami=source_ami, ami_name=ami_name, vault_aws_engine={"name": "e2e-tls"})
     vault_token = lab.env["LAB_VAULT_TOKEN"]
     env = env_without_ambient_credentials(lab, VAULT_ADDR=lab.env["LAB_VAULT_HTTPS_ADDR"], VAULT_TOKEN=vault_token,
                                           VAULT_CACERT=lab.env["LAB_TLS_CERT"])
@@ -335,7 +324,7 @@ def test_vault_over_https_is_trusted_through_vault_cacert(lab: Lab, source_ami: 
 def test_vault_over_https_with_an_untrusted_certificate_fails_naming_vault_and_creates_nothing(
         lab: Lab, source_ami: str, workdir: Path):
     address = lab.env["LAB_VAULT_HTTPS_ADDR"]
-    config = builder(lab, source_ami, f"e2e-vault-refused-{uuid.uuid4().hex[:12]}", vault_aws_engine={"name": "e2e-tls"})
+    config = json_builder(lab, workdir, source_ami=source_ami, ami_name=f"e2e-vault-refused-{uuid.uuid4().hex[:12]}", vault_aws_engine={"name": "e2e-tls"})
     vault_token = lab.env["LAB_VAULT_TOKEN"]
     env = env_without_ambient_credentials(lab, VAULT_ADDR=address, VAULT_TOKEN=vault_token)
     started = time.time()
@@ -356,7 +345,7 @@ def test_vault_over_https_with_an_untrusted_certificate_fails_naming_vault_and_c
 def test_static_keys_and_token_in_the_template_sign_the_build(lab: Lab, source_ami: str, workdir: Path):
     ami_name = f"e2e-static-{uuid.uuid4().hex[:12]}"
     key, secret, token = fresh_key("ASIASTATIC"), "static-secret-" + secrets.token_hex(16), "static-token-" + secrets.token_hex(24)
-    config = builder(lab, source_ami, ami_name, access_key=key, secret_key=secret, token=token)
+    config = json_builder(lab, workdir, source_ami=source_ami, ami_name=ami_name, access_key=key, secret_key=secret, token=token)
 
     # The lab's environment keys stay set: the template's must win over them.
     result, calls = build(lab, workdir, config, lab.process_env())
@@ -371,7 +360,7 @@ def test_insecure_skip_tls_verify_reaches_a_self_signed_https_endpoint(lab: Lab,
     """Also the plain environment-credentials path: nothing in the template
     names credentials, so the lab's AWS_ACCESS_KEY_ID signs."""
     ami_name = f"e2e-tls-{uuid.uuid4().hex[:12]}"
-    config = builder(lab, source_ami, ami_name, custom_endpoint_ec2=lab.env["LAB_EC2_HTTPS_ENDPOINT"], insecure_skip_tls_verify=True)
+    config = json_builder(lab, workdir, source_ami=source_ami, ami_name=ami_name, custom_endpoint_ec2=lab.env["LAB_EC2_HTTPS_ENDPOINT"], insecure_skip_tls_verify=True)
 
     result, calls = build(lab, workdir, config, lab.process_env())
 
@@ -384,7 +373,7 @@ def test_insecure_skip_tls_verify_reaches_a_self_signed_https_endpoint(lab: Lab,
 
 def test_self_signed_https_endpoint_without_skip_fails_naming_it_and_creates_nothing(lab: Lab, source_ami: str, workdir: Path):
     endpoint = lab.env["LAB_EC2_HTTPS_ENDPOINT"]
-    config = builder(lab, source_ami, f"e2e-tls-refused-{uuid.uuid4().hex[:12]}", custom_endpoint_ec2=endpoint)
+    config = json_builder(lab, workdir, source_ami=source_ami, ami_name=f"e2e-tls-refused-{uuid.uuid4().hex[:12]}", custom_endpoint_ec2=endpoint)
 
     result, calls = build(lab, workdir, config, lab.process_env())
 
@@ -409,7 +398,7 @@ def test_instance_role_from_imds_signs_the_build(lab: Lab, source_ami: str, work
     credentials from IMDS sign every call."""
     ami_name = f"e2e-role-{uuid.uuid4().hex[:12]}"
 
-    result, calls = build(lab, workdir, builder(lab, source_ami, ami_name), env_without_ambient_credentials(lab))
+    result, calls = build(lab, workdir, json_builder(lab, workdir, source_ami=source_ami, ami_name=ami_name), env_without_ambient_credentials(lab))
 
     check_built(lab, result, ami_name, source_ami)
     assert f"/latest/meta-data/iam/security-credentials/{LAB_INSTANCE_ROLE}" in imds_paths(calls), imds_paths(calls)
@@ -421,7 +410,7 @@ def test_instance_role_from_imds_signs_the_build(lab: Lab, source_ami: str, work
 def test_skip_metadata_api_check_never_asks_imds_for_credentials(lab: Lab, source_ami: str, workdir: Path):
     """With only the instance role available, skip_metadata_api_check leaves
     no credentials: the build stops before touching EC2 and says why."""
-    config = builder(lab, source_ami, f"e2e-no-role-{uuid.uuid4().hex[:12]}", skip_metadata_api_check=True)
+    config = json_builder(lab, workdir, source_ami=source_ami, ami_name=f"e2e-no-role-{uuid.uuid4().hex[:12]}", skip_metadata_api_check=True)
 
     result, calls = build(lab, workdir, config, env_without_ambient_credentials(lab))
 
@@ -435,7 +424,7 @@ def test_skip_metadata_api_check_never_asks_imds_for_credentials(lab: Lab, sourc
 
 def test_skip_credential_validation_builds_without_asking_sts(lab: Lab, source_ami: str, workdir: Path):
     ami_name = f"e2e-no-sts-{uuid.uuid4().hex[:12]}"
-    config = builder(lab, source_ami, ami_name, skip_credential_validation=True)
+    config = json_builder(lab, workdir, source_ami=source_ami, ami_name=ami_name, skip_credential_validation=True)
 
     result, calls = build(lab, workdir, config, lab.process_env())
 
@@ -451,7 +440,7 @@ def test_an_encoded_authorization_failure_is_decoded_when_asked(lab: Lab, source
     error; without it the error says how to see it."""
     reason = {"allowed": False, "explicitDeny": True, "context": {"action": "ec2:CreateVolume", "principal": {"id": "e2e"}}}
     encoded = encode_authorization_message(reason)
-    config = builder(lab, source_ami, f"e2e-denied-{uuid.uuid4().hex[:12]}", decode_authorization_messages=decode)
+    config = json_builder(lab, workdir, source_ami=source_ami, ami_name=f"e2e-denied-{uuid.uuid4().hex[:12]}", decode_authorization_messages=decode)
     with lab_faults(lab):
         labctl("fault", "--name", lab.name, "fail", "CreateVolume", "--code", "UnauthorizedOperation", "--status", "403",
                "--times", "0", "--message",
