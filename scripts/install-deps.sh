@@ -17,6 +17,7 @@ apt_packages=(
   protobuf-compiler # real protobuf peer for the spec tests
   golang-github-zclconf-go-cty-dev # real go-cty for the cty JSON tests
   e2fsprogs fdisk util-linux parted kmod
+  bsdutils          # script(1): a terminal for Packer in the -debug/-on-error=ask tests
   python3 python3-pip
 )
 missing=()

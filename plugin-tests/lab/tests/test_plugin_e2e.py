@@ -788,3 +788,31 @@ def test_post_processor_not_keeping_the_input_destroys_the_amis_in_every_region(
         assert images_named(lab, region, ami_name) == [], region
     assert own_snapshots_by_region(lab, regions) == snapshots_before
     assert_clean(lab, result)
+
+
+def test_from_scratch_partitions_and_formats_the_empty_volume_in_pre_mount_commands(lab: Lab, workdir: Path):
+    """As packer-examples/from_scratch does: a partition table written by
+    pre_mount_commands, its first partition formatted and mounted (the lab
+    adds the partition's device node as udev would; the commands wait for it)."""
+    token = uuid.uuid4().hex[:12]
+    ami_name = f"e2e-scratch-parts-{token}"
+    builder = scratch_builder(
+        lab, workdir, ami_name,
+        mount_partition="1",
+        pre_mount_commands=[
+            "printf 'label: dos\\nstart=2048, type=83\\n' | sfdisk --quiet {{.Device}}",
+            "i=0; while [ ! -b {{.Device}}1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; test -b {{.Device}}1",
+            "mkfs.ext4 -q -F {{.Device}}1",
+        ],
+    )
+    write_json_template(workdir / "scratch-parts.json", builder, [
+        {"type": "shell", "inline": [f"echo partitioned {token} > /etc/e2e-scratch.txt"]},
+    ])
+
+    result = run_packer(workdir / "scratch-parts.json", workdir, lab.process_env(), fake_sys_block=False)
+
+    ami_id = assert_our_plugin_built(result)
+    assert_clean(lab, result)
+    assert "Mounting the root device /dev/xvd" in result.stdout and "1 at " in result.stdout, result.failure_report()
+    with lab.mounted_ami(ami_id, workdir / "inspect") as root:
+        assert (root / "etc/e2e-scratch.txt").read_text() == f"partitioned {token}\n"
