@@ -18,7 +18,7 @@ PYTHON  ?= python3
 # folders 1.6 searches).
 LEGACY_PLUGIN_DIR ?= $(HOME)/.packer.d/plugins
 
-.PHONY: deps build dev test testacc generate release demo clean
+.PHONY: deps build dev test testacc bench generate release demo clean
 
 ## deps: install what test and demo need (Debian/Ubuntu packages, Python
 ##   packages), skipping what is installed; needs root and cargo
@@ -47,6 +47,13 @@ test: deps
 ## testacc: only the end-to-end builds (real Packer, our plugin, the EC2 lab)
 testacc: deps
 	cargo test --test e2e_lab -- --nocapture
+
+## bench: time the same build with HashiCorp's builtin amazon-chroot
+##   (packer 1.6.6) and with this plugin in one EC2 lab, and print the ratio;
+##   BENCH_ARGS="--runs 5 --polling fast" to change it (PROFILE=release for
+##   an optimised plugin)
+bench: deps build
+	PLUGIN_BIN=$(PLUGIN_BIN) $(PYTHON) plugin-tests/lab/bench/compare_builders.py $(BENCH_ARGS)
 
 ## generate: regenerate the options tables in docs/ and the .web-docs/ copies
 generate:
