@@ -275,43 +275,10 @@ const DESCRIBE_REGIONS: &str =
     <regionEndpoint>ec2.us-east-1.amazonaws.com</regionEndpoint></item></regionInfo>\
     </DescribeRegionsResponse>";
 
+/// Refused once (retrying cannot change a certificate), with the endpoint and
+/// the way out in the message; accepted with `insecure_skip_tls_verify`.
 #[tokio::test]
-async fn self_signed_endpoint_is_refused_unless_insecure_skip_tls_verify() {
-    let server = super::canned_http::CannedServer::start(DESCRIBE_REGIONS, true).await;
-    let _env = ScopedEnv::new(&[]).await;
-    let settings = AwsSettings {
-        region: Some("us-east-1".into()),
-        custom_endpoint_ec2: Some(server.endpoint.clone()),
-        max_retries: 1,
-        ..static_settings()
-    };
-    let strict = connect(&settings).await.unwrap();
-    let err = strict
-        .client()
-        .describe_regions()
-        .send()
-        .await
-        .map_err(|e| AwsError::api("DescribeRegions", None, e))
-        .unwrap_err();
-    assert!(err.to_string().contains("certificate"), "{err}");
-
-    let insecure = connect(&AwsSettings {
-        insecure_skip_tls_verify: true,
-        ..settings
-    })
-    .await
-    .unwrap();
-    let regions = insecure.client().describe_regions().send().await.unwrap();
-    let names: Vec<_> = regions
-        .regions()
-        .iter()
-        .filter_map(|r| r.region_name())
-        .collect();
-    assert_eq!(names, ["us-east-1"]);
-}
-
-#[tokio::test]
-async fn refused_certificate_names_the_endpoint_and_is_not_retried() {
+async fn self_signed_endpoint_is_refused_naming_it_unless_insecure_skip_tls_verify() {
     let server = super::canned_http::CannedServer::start(DESCRIBE_REGIONS, true).await;
     let _env = ScopedEnv::new(&[]).await;
     let settings = AwsSettings {
@@ -320,8 +287,8 @@ async fn refused_certificate_names_the_endpoint_and_is_not_retried() {
         max_retries: 3,
         ..static_settings()
     };
-    let ec2 = connect(&settings).await.unwrap();
-    let err = ec2
+    let strict = connect(&settings).await.unwrap();
+    let err = strict
         .client()
         .describe_regions()
         .send()
@@ -340,11 +307,25 @@ async fn refused_certificate_names_the_endpoint_and_is_not_retried() {
     // No "(DispatchFailure(DispatchFailure { … }))" debug dump after the cause.
     assert!(!text.contains("DispatchFailure"), "{text}");
     assert!(!err.is_transient(), "{err:?}");
-    // Retrying cannot change the certificate: one attempt, not max_retries + 1.
+    // One attempt, not max_retries + 1.
     assert_eq!(
         server.connections.load(std::sync::atomic::Ordering::SeqCst),
         1
     );
+
+    let insecure = connect(&AwsSettings {
+        insecure_skip_tls_verify: true,
+        ..settings
+    })
+    .await
+    .unwrap();
+    let regions = insecure.client().describe_regions().send().await.unwrap();
+    let names: Vec<_> = regions
+        .regions()
+        .iter()
+        .filter_map(|r| r.region_name())
+        .collect();
+    assert_eq!(names, ["us-east-1"]);
 }
 
 #[tokio::test]
